@@ -1,0 +1,67 @@
+"""Configuration from the environment (``EVENTPRO_*``), with defaults that run on the embedded broker.
+
+One frozen settings object is read once per process (:func:`get_settings`); everything else
+receives values from it instead of reading ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ("ProcessingGuarantee", "Settings", "get_settings")
+
+ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+
+
+class Settings(BaseSettings):
+    """EventPro settings; each field maps to ``EVENTPRO_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENTPRO_", frozen=True, extra="ignore")
+
+    app_id: str = Field("eventpro", description="Faust app id: consumer group and topic prefix.")
+    broker_url: str = Field(
+        "kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), e.g. kafka://host:9092."
+    )
+    topic_prefix: str = Field("", description="Prefix put before every EventPro topic name.")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of every EventPro topic.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    processing_guarantee: ProcessingGuarantee = "at_least_once"
+    data_dir: Path = Field(Path("eventpro-data"), description="Worker state (RocksDB tables).")
+    store: str = Field("rocksdb://", description="Faust table store: rocksdb:// or memory://.")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    hold_ttl_seconds: float = Field(
+        600.0, gt=0, description="How long reserved seats are held waiting for payment."
+    )
+    expiry_tick_seconds: float = Field(
+        1.0, gt=0, description="How often the leader asks each partition to expire holds."
+    )
+    dedup_ttl_seconds: float = Field(
+        86_400.0, gt=0, description="How long a request_id is remembered for deduplication."
+    )
+    default_max_per_user: int = Field(8, ge=1, description="Per-user ticket limit of new events.")
+    max_quantity: int = Field(20, ge=1, description="Most tickets one request may ask for.")
+    table_standby_replicas: int = Field(1, ge=0)
+    log_level: str = "WARNING"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _kafka_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            value = f"kafka://{value}"
+        return value
+
+    def topic_name(self, name: str) -> str:
+        """The full topic name for one of EventPro's logical topics."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()
