@@ -17,6 +17,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """EventPro: real-time ticketing on Faust, with an embedded Kafka-protocol broker."""
+
+
 @app.command()
 def broker(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

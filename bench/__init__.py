@@ -1,0 +1,1 @@
+"""Reproducible benchmarks; each module writes a Markdown + JSON report under bench/results/."""

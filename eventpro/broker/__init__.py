@@ -1,0 +1,1 @@
+"""Embedded single-node Kafka-protocol broker for development, tests and single-machine use."""
