@@ -1,0 +1,212 @@
+"""Child processes that announce readiness with one stdout line: the broker and Faust workers.
+
+``eventpro dev``, the tests and the benchmarks start brokers and workers as separate processes,
+so each gets its own core and a test can kill one with SIGKILL and start it again on the same
+port and data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ("ManagedProcess", "ProcessStartError", "WorkerProcess")
+
+logger = logging.getLogger(__name__)
+
+
+class ProcessStartError(RuntimeError):
+    """The child exited or stayed silent instead of printing its readiness line."""
+
+
+class ManagedProcess:
+    """One child process started with ``args``; ready once it prints a line with ``ready_prefix``.
+
+    Standard error (its log) goes to ``log_path``; the readiness line's remainder is kept in
+    :attr:`ready_detail`.
+    """
+
+    name = "process"
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        ready_prefix: str,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.args = list(args)
+        self.ready_prefix = ready_prefix
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.ready_detail = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self) -> list[str]:
+        """The command line of the next start (subclasses may vary it between restarts)."""
+        return self.args
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Start the child and wait for its readiness line; returns the text after the prefix."""
+        if self.is_running():
+            return self.ready_detail
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+            )
+        finally:
+            log.close()
+        line = self._read_ready_line(timeout)
+        self.ready_detail = line.split(self.ready_prefix, 1)[1].strip()
+        logger.info("%s %d ready: %s", self.name, self._proc.pid, self.ready_detail)
+        return self.ready_detail
+
+    def _read_ready_line(self, timeout: float) -> str:
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            raise ProcessStartError(f"{self.name} was not started")
+        deadline = time.monotonic() + timeout
+        buffer = b""
+        fd = proc.stdout.fileno()
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                buffer += chunk
+                for raw in buffer.split(b"\n"):
+                    text = raw.decode(errors="replace")
+                    if self.ready_prefix in text:
+                        return text
+            elif proc.poll() is not None:
+                break
+        code = proc.poll()
+        self.kill()
+        raise ProcessStartError(
+            f"{self.name} did not become ready within {timeout:.0f}s (exit code {code}); "
+            f"see its log at {self.log_path}"
+        )
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait for a clean shutdown; SIGKILL if it does not stop in time."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s %d ignored SIGTERM; killing it", self.name, self._proc.pid)
+                self._proc.kill()
+                self._proc.wait()
+        return self._close()
+
+    def kill(self) -> int | None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        return self._close()
+
+    def _close(self) -> int | None:
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.stdout is not None:
+            with contextlib.suppress(OSError):
+                proc.stdout.close()
+        self._proc = None
+        return proc.returncode
+
+    def restart(self, timeout: float = 60.0, *, kill: bool = False) -> str:
+        """Stop (or kill) and start again with the same command line."""
+        if kill:
+            self.kill()
+        else:
+            self.stop()
+        return self.start(timeout)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of the child's log, for failure messages."""
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ManagedProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class WorkerProcess(ManagedProcess):
+    """``eventpro worker`` as a child process, configured by ``EVENTPRO_*`` variables."""
+
+    name = "worker"
+
+    def __init__(
+        self,
+        *,
+        broker: str,
+        web_port: int,
+        data_dir: Path,
+        log_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        from eventpro.worker import READY_PREFIX
+
+        self.web_port = web_port
+        self.data_dir = Path(data_dir)
+        child_env = {
+            **os.environ,
+            **(env or {}),
+            "EVENTPRO_BROKER_URL": f"kafka://{broker}" if "://" not in broker else broker,
+            "EVENTPRO_WEB_PORT": str(web_port),
+            "EVENTPRO_DATA_DIR": str(self.data_dir),
+        }
+        super().__init__(
+            [sys.executable, "-m", "eventpro", "worker"],
+            ready_prefix=READY_PREFIX,
+            log_path=log_path or self.data_dir.parent / f"{self.data_dir.name}.log",
+            env=child_env,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
