@@ -1,4 +1,4 @@
-"""Configuration from the environment (``EVENTPRO_*``), with defaults that run on the embedded broker.
+"""Configuration from the environment (``EVENTPRO_*``), with defaults for the embedded broker.
 
 One frozen settings object is read once per process (:func:`get_settings`); everything else
 receives values from it instead of reading ``os.environ`` itself.
