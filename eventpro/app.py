@@ -1,0 +1,95 @@
+"""The one place that turns :class:`~eventpro.settings.Settings` into a ``faust.App``.
+
+``app`` is built from the process settings at import time because ``faust -A eventpro.app``
+looks for a module attribute named ``app``. Tables, agents and views are declared against it
+in :mod:`eventpro.tables`, :mod:`eventpro.agents` and :mod:`eventpro.web`, and found by
+autodiscovery (the worker imports those packages before it starts).
+
+Faust reads its own settings from the environment too (``WEB_PORT``, ``BROKER_URL``, ...);
+``env={}`` switches that off so only ``EVENTPRO_*`` variables configure a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faust
+
+from eventpro.settings import Settings, get_settings
+
+__all__ = ("AUTODISCOVER", "EventProApp", "app", "create_app", "faust_options", "worker_datadir")
+
+logger = logging.getLogger(__name__)
+
+AUTODISCOVER: tuple[str, ...] = ("eventpro.tables", "eventpro.agents", "eventpro.web")
+"""Packages whose ``@app.agent`` / ``@app.page`` / ``@app.timer`` declarations make up the app."""
+
+PRODUCER_LINGER_SECONDS = 0.005
+"""Faust's default linger of 0 sends one tiny batch per record; 5 ms batches an on-sale burst."""
+
+
+def worker_datadir(settings: Settings) -> Path:
+    """Where this worker keeps its RocksDB tables: ``<data_dir>/worker``."""
+    return Path(settings.data_dir) / "worker"
+
+
+def faust_options(settings: Settings) -> dict[str, object]:
+    """The keyword arguments of ``faust.App`` for ``settings`` (pure, so it can be tested)."""
+    canonical_url = f"http://{settings.web_host}:{settings.web_port}"
+    return {
+        "broker": settings.broker_url,
+        "store": settings.store,
+        "datadir": str(worker_datadir(settings)),
+        "autodiscover": list(AUTODISCOVER),
+        "env": {},
+        # Every record is bytes on the wire; agents decode with eventpro.schemas so a bad
+        # record goes to the DLQ instead of crashing the stream in Faust's deserialiser.
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "processing_guarantee": settings.processing_guarantee,
+        "table_standby_replicas": settings.table_standby_replicas,
+        "producer_linger": PRODUCER_LINGER_SECONDS,
+        "producer_acks": -1,
+        "consumer_auto_offset_reset": "earliest",
+        # A lone worker gets its partitions within seconds; a dead worker is noticed in 10 s.
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_rebalance_timeout": 20.0,
+        "broker_request_timeout": 30.0,
+        "web_host": settings.web_host,
+        "web_port": settings.web_port,
+        "web_bind": settings.web_host,
+        # table_route compares owner URLs with canonical_url, so it must be what peers dial.
+        "canonical_url": canonical_url,
+        "web_tables_enabled": False,
+        "web_stats_enabled": False,
+        "web_graph_enabled": False,
+        "web_metrics_enabled": False,
+        "web_router_enabled": True,
+    }
+
+
+class EventProApp(faust.App):
+    """``faust.App`` that creates its topics with the right partition counts when it starts."""
+
+    eventpro_settings: Settings
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        from eventpro.agents.topic_setup import ensure_topics, required_topics
+
+        wanted = required_topics(self.eventpro_settings, self.tables.values())
+        await ensure_topics(self.eventpro_settings, wanted)
+
+
+def create_app(settings: Settings) -> EventProApp:
+    """A new app configured from ``settings`` (no tables or agents attached)."""
+    new_app = EventProApp(settings.app_id, **faust_options(settings))
+    new_app.eventpro_settings = settings
+    return new_app
+
+
+app: EventProApp = create_app(get_settings())

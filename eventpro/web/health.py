@@ -1,0 +1,72 @@
+"""Liveness and readiness: ``GET /health`` and ``GET /ready``.
+
+``/health`` answers 200 while the process serves HTTP. ``/ready`` answers 200 only when this
+worker has partitions assigned, is not rebalancing and has recovered its tables from their
+changelogs, so a load balancer sends traffic only to workers that can answer from state;
+otherwise 503 with the reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from faust import web
+
+from eventpro.app import app
+
+__all__ = ("blueprint", "readiness")
+
+logger = logging.getLogger(__name__)
+
+blueprint = web.Blueprint("health")
+
+
+def readiness(faust_app: faust.App) -> tuple[bool, dict[str, Any]]:
+    """Whether the worker can answer from its tables, and the facts behind that answer."""
+    reasons: list[str] = []
+    assigned = 0
+    if not faust_app.started:
+        reasons.append("worker is starting")
+    else:
+        try:
+            assigned = len(faust_app.consumer.assignment())
+        except Exception as exc:  # no consumer yet
+            reasons.append(f"consumer not ready: {exc!r}")
+        if faust_app.rebalancing:
+            reasons.append("rebalancing")
+        if faust_app.in_recovery or not faust_app.tables.recovery.completed.is_set():
+            reasons.append("recovering tables from changelogs")
+        if assigned == 0 and not reasons:
+            reasons.append("no partitions assigned yet")
+    info = {
+        "ready": not reasons,
+        "reasons": reasons,
+        "assigned_partitions": assigned,
+        "rebalancing": bool(faust_app.rebalancing),
+        "url": str(faust_app.conf.canonical_url),
+    }
+    return not reasons, info
+
+
+@blueprint.route("/health", name="health")
+class HealthView(web.View):
+    """``GET /health``: the process is alive."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """Always 200 while serving."""
+        return self.json({"status": "ok"})
+
+
+@blueprint.route("/ready", name="ready")
+class ReadyView(web.View):
+    """``GET /ready``: 200 when partitions are assigned and tables recovered, else 503."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """200 or 503, with the reasons."""
+        ready, info = readiness(self.app)
+        return self.json(info, status=200 if ready else 503)
+
+
+blueprint.register(app, url_prefix="")

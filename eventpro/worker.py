@@ -1,0 +1,100 @@
+"""Run one Faust worker in this process: what ``eventpro worker`` and ``eventpro dev`` call.
+
+The app in :mod:`eventpro.app` is built from the process settings when it is first imported,
+so :func:`run_worker` installs the given settings (as ``EVENTPRO_*`` variables, which worker
+subprocesses inherit too) *before* importing it. Once tables are recovered and the web server
+listens, one line goes to stdout::
+
+    EventPro worker ready: http://127.0.0.1:6066
+
+Scripts and tests wait for that line (or poll ``GET /ready``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+import faust
+
+from eventpro.settings import Settings, get_settings
+
+__all__ = ("READY_PREFIX", "install_settings", "run_worker")
+
+logger = logging.getLogger(__name__)
+
+READY_PREFIX = "EventPro worker ready: "
+"""Start of the line printed once the worker serves its API from recovered tables."""
+
+
+def install_settings(settings: Settings) -> None:
+    """Make ``settings`` the process settings (``get_settings()`` returns an equal value).
+
+    :raises RuntimeError: the app was already built from different settings in this process.
+    """
+    for name, value in settings.model_dump(mode="json").items():
+        os.environ[f"EVENTPRO_{name.upper()}"] = str(value)
+    get_settings.cache_clear()
+    app_module = sys.modules.get("eventpro.app")
+    if app_module is not None:
+        built = app_module.app.conf
+        if built.id != settings.app_id or int(built.web_port) != settings.web_port:
+            raise RuntimeError(
+                "eventpro.app was imported with other settings before run_worker(); call "
+                "run_worker() before importing eventpro.app, agents or tables"
+            )
+
+
+class _EventProWorker(faust.Worker):
+    """A Faust worker that prints one readiness line instead of a spinner."""
+
+    def __init__(
+        self, *args: Any, ready_out: IO[str], on_ready: Callable[[str], None] | None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._ready_out = ready_out
+        self._on_ready = on_ready
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        url = str(self.app.conf.canonical_url)
+        print(f"{READY_PREFIX}{url}", file=self._ready_out, flush=True)
+        if self._on_ready is not None:
+            self._on_ready(url)
+
+
+def run_worker(
+    settings: Settings | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    ready_out: IO[str] | None = None,
+) -> None:
+    """Run a worker until SIGINT/SIGTERM; blocks, then exits the process (``SystemExit``).
+
+    :param settings: the worker's settings (default: from the environment).
+    :param on_ready: called with the worker's URL once it is ready.
+    :param ready_out: where the readiness line goes (default: stdout).
+    """
+    if settings is not None:
+        install_settings(settings)
+    settings = get_settings()
+
+    from eventpro.app import app, worker_datadir
+
+    worker_datadir(settings).mkdir(parents=True, exist_ok=True)
+    app.finalize()
+    app.discover()
+    worker = _EventProWorker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        ready_out=ready_out or sys.stdout,
+        on_ready=on_ready,
+    )
+    worker.spinner = None
+    logger.info("starting worker %s on %s", settings.app_id, settings.broker_url)
+    worker.execute_from_commandline()
