@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -198,3 +199,60 @@ async def test_acknowledged_records_survive_sigkill(broker_process: BrokerProces
     broker_process.restart(kill=True)
 
     assert await consume_all(broker_process.bootstrap, topic, 2000) == values
+
+
+CRASHING_MEMBER = """
+import asyncio, sys
+from aiokafka import AIOKafkaConsumer
+
+async def main():
+    consumer = AIOKafkaConsumer(sys.argv[2], bootstrap_servers=sys.argv[1], group_id=sys.argv[3],
+                                session_timeout_ms=6000, heartbeat_interval_ms=200)
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    print("assigned", flush=True)
+    while True:
+        await consumer.getmany(timeout_ms=100)
+
+asyncio.run(main())
+"""
+
+
+async def test_member_killed_without_leave_group_is_evicted(shared_broker: str) -> None:
+    topic, group = unique("evict"), unique("g")
+    await create_topic(shared_broker, topic, 4)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CRASHING_MEMBER,
+        shared_broker,
+        topic,
+        group,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    survivor = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=shared_broker,
+        group_id=group,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=200,
+    )
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(child.stdout.readline(), 30)
+        assert line.strip() == b"assigned"
+        await survivor.start()
+        async with asyncio.timeout(30):
+            while len(survivor.assignment()) != 2:
+                await survivor.getmany(timeout_ms=100)
+        child.kill()  # SIGKILL: no LeaveGroup is sent
+        await child.wait()
+        async with asyncio.timeout(30):
+            while len(survivor.assignment()) != 4:
+                await survivor.getmany(timeout_ms=100)
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        await survivor.stop()

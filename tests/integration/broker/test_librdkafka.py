@@ -123,3 +123,29 @@ def test_kcat_lists_produces_and_consumes(shared_broker: str, kcat: str) -> None
 
     tail = run_kcat(kcat, "-b", shared_broker, "-C", "-t", topic, "-o", "-3", "-e", "-q")
     assert tail.split() == lines[-3:]
+
+
+def test_admin_tooling_lists_describes_groups_and_deletes_topics(shared_broker: str) -> None:
+    topic, group = unique("admin"), unique("admin-g")
+    create_topic(shared_broker, topic, 2)
+    produce(shared_broker, topic, [b"x"] * 3)
+    consumer = Consumer(
+        {"bootstrap.servers": shared_broker, "group.id": group, "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 30
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert consumer.assignment()
+        admin = AdminClient({"bootstrap.servers": shared_broker})
+        listed = admin.list_consumer_groups().result(timeout=20)
+        assert group in {g.group_id for g in listed.valid}
+        described = admin.describe_consumer_groups([group])[group].result(timeout=20)
+        assert described.group_id == group
+        assert len(described.members) == 1
+        assert {tp.partition for tp in described.members[0].assignment.topic_partitions} == {0, 1}
+    finally:
+        consumer.close()
+    admin.delete_topics([topic], operation_timeout=10)[topic].result(timeout=20)
+    assert topic not in admin.list_topics(timeout=10).topics
