@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.cluster import WorkerFactory
 
 from eventpro.broker.process import BrokerProcess
 
@@ -58,3 +59,13 @@ def broker_process(tmp_path: Path) -> Iterator[BrokerProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture()
+def worker_factory(shared_broker: str, tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Starts EventPro workers of this test's own app on the shared broker; stops them after."""
+    factory = WorkerFactory(shared_broker, tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()

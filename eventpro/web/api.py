@@ -5,6 +5,9 @@ broker has acknowledged them; the inventory agent decides them. Reads of partiti
 routed with ``app.table_route`` to the worker that owns the event's partition, so every worker
 answers the same.
 
+``POST /api/v1/events`` answers 201 once the event's owner has applied it (it can be bought at
+once), or 202 if that takes longer than a few seconds (for example during a rebalance).
+
 A request status that is not in the table yet answers ``404`` with ``"status": "unknown"``:
 the request was never submitted, or it was accepted (202) and not decided yet, typically for a
 few milliseconds. Clients poll ``status_url`` until they see a status.
@@ -12,6 +15,7 @@ few milliseconds. Clients poll ``status_url`` until they see a status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -32,6 +36,7 @@ __all__ = ("API_PREFIX", "SOURCE", "blueprint", "status_path")
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+EVENT_APPLY_WAIT_SECONDS = 5.0
 SOURCE = "eventpro-api"
 
 _settings = get_settings()
@@ -76,6 +81,19 @@ async def lookup_event(event_id: str) -> dict[str, Any] | None:
         return body
 
 
+async def _wait_until_applied(event_id: str) -> dict[str, Any] | None:
+    """The event once the inventory owner has applied it, so 201 means it can be bought."""
+    deadline = asyncio.get_running_loop().time() + EVENT_APPLY_WAIT_SECONDS
+    while True:
+        try:
+            found = await lookup_event(event_id)
+        except (ServiceUnavailable, SameNode, OSError):
+            found = None
+        if found is not None or asyncio.get_running_loop().time() >= deadline:
+            return found
+        await asyncio.sleep(0.02)
+
+
 def _body_error(view: web.View, exc: BodyError) -> web.Response:
     return view.json(exc.as_json(), status=exc.status)
 
@@ -113,10 +131,12 @@ class EventsView(web.View):
             return self.json({**existing, "url": f"{API_PREFIX}/events/{created.event_id}"})
         await _produce(Envelope.new(created, source=SOURCE), created.event_id)
         logger.info("event %s submitted (capacity %d)", created.event_id, created.capacity)
-        return self.json(
-            {**created.model_dump(), "url": f"{API_PREFIX}/events/{created.event_id}"},
-            status=201,
-        )
+        url = f"{API_PREFIX}/events/{created.event_id}"
+        applied = await _wait_until_applied(created.event_id)
+        if applied is None:
+            # Queued but not applied in time (e.g. a rebalance): accepted, not yet created.
+            return self.json({**created.model_dump(), "url": url}, status=202)
+        return self.json({**applied, "url": url}, status=201)
 
 
 @blueprint.route("/events/{event_id}", name="event-detail")

@@ -137,13 +137,32 @@ async def test_request_id_is_assigned(
 async def test_create_event(
     client: TestClient, produced: AsyncMock, events: dict[str, Any]
 ) -> None:
+    async def owner_applies(envelope: Any, key: str) -> None:
+        events[key] = {**envelope.data.model_dump(), "held": 0, "sold": 0, "available": 10}
+
+    produced.side_effect = owner_applies
     body = {"name": "Show", "capacity": 10, "price_cents": 100, "event_id": "ev9"}
     response = await client.post("/api/v1/events", json=body)
     assert response.status == 201
     answer = await response.json()
     assert answer["event_id"] == "ev9" and answer["max_per_user"] >= 1
+    assert answer["available"] == 10
     envelope, key = produced.await_args.args
     assert key == "ev9" and isinstance(envelope.data, EventCreated)
+
+
+async def test_create_event_not_applied_in_time_is_202(
+    client: TestClient,
+    produced: AsyncMock,
+    events: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(api, "EVENT_APPLY_WAIT_SECONDS", 0.05)
+    body = {"name": "Show", "capacity": 10, "price_cents": 100, "event_id": "ev8"}
+    response = await client.post("/api/v1/events", json=body)
+    assert response.status == 202
+    assert (await response.json())["url"] == "/api/v1/events/ev8"
+    produced.assert_awaited_once()
 
 
 async def test_create_event_conflict_is_409(
