@@ -25,6 +25,8 @@ from eventpro.broker.protocol import (
     has_field,
     response_class,
 )
+from eventpro.broker.records import ATTR_CONTROL, ATTR_TRANSACTIONAL, H_ATTR, H_PEPOCH, H_PID
+from eventpro.broker.records import HEADER as BATCH_HEADER
 
 __all__ = ("DATA_APIS", "unsupported_api_versions_response")
 
@@ -34,6 +36,7 @@ NO_THROTTLE = datetime.timedelta(0)
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
+READ_COMMITTED = 1
 
 
 def _api_version_entries(cls: type, apis: dict[int, ApiSpec]) -> tuple[Any, ...]:
@@ -190,7 +193,33 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
             message: str | None = None
             try:
                 log = store.log(topic.name, pdata.index)
-                result = log.append(bytes(pdata.records or b""), now_ms=now_ms)
+                records = bytes(pdata.records or b"")
+                txn_error = _transactional_produce_error(ctx, topic.name, pdata.index, records)
+                if txn_error is not None:
+                    error = txn_error
+                    message = "transactional batch outside the producer's ongoing transaction"
+                    logger.warning(
+                        "produce to %s[%d] from %s rejected: %s (%s)",
+                        topic.name,
+                        pdata.index,
+                        ctx.client_id,
+                        message,
+                        txn_error.name,
+                    )
+                    parts.append(
+                        build(
+                            part_cls,
+                            index=pdata.index,
+                            error_code=error,
+                            base_offset=-1,
+                            log_append_time=None,
+                            log_start_offset=-1,
+                            record_errors=(),
+                            error_message=message,
+                        )
+                    )
+                    continue
+                result = log.append(records, now_ms=now_ms)
                 base_offset = result.base_offset
                 log_start = log.log_start_offset
                 wrote = wrote or not result.duplicate
@@ -224,6 +253,27 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     return build(cls, responses=tuple(topic_responses), throttle_time=NO_THROTTLE)
 
 
+def _transactional_produce_error(
+    ctx: RequestContext, topic: str, partition: int, records: bytes
+) -> ErrorCode | None:
+    """Transactional batches must belong to a partition of the producer's ongoing transaction.
+
+    Control batches are written only by the coordinator; a client sending one is refused.
+    """
+    if len(records) < BATCH_HEADER.size:
+        return None
+    header = BATCH_HEADER.unpack_from(records, 0)
+    attrs = header[H_ATTR]
+    if not attrs & ATTR_TRANSACTIONAL:
+        return None
+    if attrs & ATTR_CONTROL:
+        return ErrorCode.invalid_record
+    error = ctx.broker.transactions.check_produce(
+        header[H_PID], header[H_PEPOCH], (topic, partition)
+    )
+    return None if error is ErrorCode.none else error
+
+
 # --- Fetch ----------------------------------------------------------------------------------
 
 
@@ -244,6 +294,10 @@ def _collect_fetch(
     budget = max(int(request.max_bytes), 1)
     total = 0
     errors = False
+    aborted_cls = (
+        entity(cls, "AbortedTransaction") if has_field(part_cls, "aborted_transactions") else None
+    )
+    committed_only = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
     topics = []
     for topic in request.topics:
         name, topic_id = _fetch_topic_name(ctx, topic)
@@ -251,16 +305,28 @@ def _collect_fetch(
         for fp in topic.partitions:
             error = ErrorCode.none
             records = b""
-            high_watermark = log_start = -1
+            high_watermark = log_start = stable = -1
+            aborted: tuple[Any, ...] = ()
             try:
                 if name is None:
                     raise UnknownTopicError(f"unknown topic id {topic_id}")
                 log = store.log(name, fp.partition)
                 high_watermark = log.end_offset
+                stable = log.last_stable_offset
                 log_start = log.log_start_offset
                 limit = min(int(fp.partition_max_bytes), budget - total)
+                fetch_offset = int(fp.fetch_offset)
                 if limit > 0 or total == 0:
-                    records = log.read(int(fp.fetch_offset), max(limit, 1))
+                    records = log.read(
+                        fetch_offset, max(limit, 1), upper=stable if committed_only else None
+                    )
+                if committed_only and records and aborted_cls is not None:
+                    aborted = tuple(
+                        aborted_cls(producer_id=pid, first_offset=first)
+                        for pid, first in log.aborted_transactions(
+                            fetch_offset, _end_of_batches(records)
+                        )
+                    )
             except BrokerError as exc:
                 error = exc.error_code
                 errors = True
@@ -273,9 +339,9 @@ def _collect_fetch(
                     partition_index=fp.partition,
                     error_code=error,
                     high_watermark=high_watermark,
-                    last_stable_offset=high_watermark,
+                    last_stable_offset=stable,
                     log_start_offset=log_start,
-                    aborted_transactions=None if error else (),
+                    aborted_transactions=None if error else aborted,
                     preferred_read_replica=-1,
                     records=records,
                 )
@@ -284,6 +350,17 @@ def _collect_fetch(
             build(topic_cls, topic=name or "", topic_id=topic_id, partitions=tuple(parts))
         )
     return tuple(topics), total, errors
+
+
+def _end_of_batches(records: bytes) -> int:
+    """The offset after the last batch in ``records`` (whole batches)."""
+    pos = 0
+    last = -1
+    while pos + BATCH_HEADER.size <= len(records):
+        header = BATCH_HEADER.unpack_from(records, pos)
+        last = header[0] + header[6]
+        pos += 12 + header[1]
+    return last + 1
 
 
 async def handle_fetch(ctx: RequestContext, request: Any) -> Any:
@@ -324,6 +401,7 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
     topic_cls = entity(cls, "ListOffsetsTopicResponse")
     part_cls = entity(cls, "ListOffsetsPartitionResponse")
     store = ctx.broker.topics
+    committed_only = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
     topics = []
     for topic in request.topics:
         parts = []
@@ -333,7 +411,7 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
             try:
                 log = store.log(topic.name, part.partition_index)
                 if part.timestamp == LATEST_TIMESTAMP:
-                    offset = log.end_offset
+                    offset = log.last_stable_offset if committed_only else log.end_offset
                 elif part.timestamp == EARLIEST_TIMESTAMP:
                     offset = log.log_start_offset
                 elif part.timestamp == MAX_TIMESTAMP:
@@ -455,16 +533,25 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
 
 
 async def handle_init_producer_id(ctx: RequestContext, request: Any) -> Any:
+    """A fresh id for idempotent producers; an epoch bump (fencing) for transactional ones."""
     cls = response_class(request)
-    ids = ctx.broker.producer_ids
     if request.transactional_id:
-        producer_id, epoch = ids.for_transactional_id(request.transactional_id)
+        result = ctx.broker.transactions.init_producer_id(
+            request.transactional_id,
+            int(request.transaction_timeout.total_seconds() * 1000),
+            int(getattr(request, "producer_id", -1)),
+            int(getattr(request, "producer_epoch", -1)),
+        )
+        error = result.error
+        if error is ErrorCode.producer_fenced and request.__version__ < 4:
+            error = ErrorCode.invalid_producer_epoch
+        producer_id, epoch = result.producer_id, result.epoch
     else:
-        producer_id, epoch = ids.next_id(), 0
+        error, producer_id, epoch = ErrorCode.none, ctx.broker.producer_ids.next_id(), 0
     return build(
         cls,
         throttle_time=NO_THROTTLE,
-        error_code=ErrorCode.none,
+        error_code=error,
         producer_id=producer_id,
         producer_epoch=epoch,
     )

@@ -231,6 +231,7 @@ def _fetched_topics(
     requested: Iterable[Any] | None,
     topic_cls: type,
     partition_cls: type,
+    unstable: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset(),
 ) -> tuple[Any, ...]:
     partitions = (
         None
@@ -243,14 +244,15 @@ def _fetched_topics(
         for topic in requested or ():
             by_topic.setdefault(topic.name, [])
     for (topic_name, index), (offset, metadata) in sorted(committed.items()):
+        pending = (topic_name, index) in unstable
         by_topic.setdefault(topic_name, []).append(
             build(
                 partition_cls,
                 partition_index=index,
-                committed_offset=offset,
+                committed_offset=-1 if pending else offset,
                 committed_leader_epoch=_NO_LEADER_EPOCH,
                 metadata=metadata if metadata is not None else "",
-                error_code=ErrorCode.none,
+                error_code=ErrorCode.unstable_offset_commit if pending else ErrorCode.none,
             )
         )
     return tuple(
@@ -259,9 +261,22 @@ def _fetched_topics(
 
 
 async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
-    """Committed offsets of one group (v1-v7) or of a batch of groups (v8+); unknown -> -1."""
+    """Committed offsets of one group (v1-v7) or of a batch of groups (v8+); unknown -> -1.
+
+    With require_stable (v7+) partitions whose offsets a transaction has staged but not yet
+    committed answer UNSTABLE_OFFSET_COMMIT, and the client retries.
+    """
     cls = response_class(request)
     groups = _groups(ctx)
+    stable = bool(getattr(request, "require_stable", False))
+
+    transactions = getattr(ctx.broker, "transactions", None)
+
+    def unstable(group_id: str) -> set[tuple[str, int]]:
+        if not stable or transactions is None:
+            return set()
+        return transactions.pending_offsets(group_id)
+
     if hasattr(request, "groups"):
         group_cls = entity(cls, "OffsetFetchResponseGroup")
         topic_cls = entity(cls, "OffsetFetchResponseTopics")
@@ -271,7 +286,12 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
                 group_cls,
                 group_id=group.group_id,
                 topics=_fetched_topics(
-                    groups, group.group_id, group.topics, topic_cls, partition_cls
+                    groups,
+                    group.group_id,
+                    group.topics,
+                    topic_cls,
+                    partition_cls,
+                    unstable(group.group_id),
                 ),
                 error_code=ErrorCode.none,
             )
@@ -284,6 +304,7 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
         request.topics,
         entity(cls, "OffsetFetchResponseTopic"),
         entity(cls, "OffsetFetchResponsePartition"),
+        unstable(request.group_id),
     )
     return build(cls, throttle_time=_NO_THROTTLE, topics=topics, error_code=ErrorCode.none)
 

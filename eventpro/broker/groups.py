@@ -482,6 +482,20 @@ class GroupCoordinator:
             member.last_seen = self._clock()
         return results
 
+    def validate_member(self, group_id: str, generation_id: int, member_id: str) -> ErrorCode:
+        """The error an offset commit from this member would get (TxnOffsetCommit v3 fencing)."""
+        return self._commit_error(group_id, generation_id, member_id)
+
+    def apply_transactional_offsets(
+        self, group_id: str, offsets: Mapping[TopicPartition, tuple[int, str | None]]
+    ) -> None:
+        """Make a committed transaction's offsets the group's committed offsets.
+
+        Raises ``OSError`` if they could not be persisted (the coordinator retries).
+        """
+        self._store.commit(group_id, offsets)
+        self._groups.setdefault(group_id, _Group(group_id))
+
     def fetch_offsets(
         self, group_id: str, partitions: list[TopicPartition] | None
     ) -> dict[TopicPartition, tuple[int, str | None]]:

@@ -48,10 +48,12 @@ from eventpro.broker.records import (
     RawRecord,
     batch_info,
     compact_batch,
+    control_type,
     parse_records,
     validate_batches,
 )
 from eventpro.broker.segment import Segment
+from eventpro.broker.txn_index import PartitionTxns
 
 __all__ = ("AppendResult", "LogConfig", "PartitionLog")
 
@@ -64,6 +66,8 @@ _MAX_SEQ = 2**31 - 1
 _MAX_RELATIVE_OFFSET = 2**31 - 1
 _PRODUCER_BATCHES = 5
 _BASE_OFFSET = struct.Struct(">q")
+_BATCH_PREFIX = struct.Struct(">qi")
+_CONTROL_PEEK = HEADER_SIZE + 64
 _CLEANUP_POLICIES = frozenset({"delete", "compact"})
 
 
@@ -185,6 +189,7 @@ class PartitionLog:
         self._active_since_ms: int | None = None
         self._appended_since_compaction = 0
         self._closed = False
+        self._txns = PartitionTxns(directory)
 
     # ------------------------------------------------------------------ opening and recovery
 
@@ -214,14 +219,18 @@ class PartitionLog:
             int(pid): _Producer(int(p["epoch"]), deque(map(tuple, p["batches"]), _PRODUCER_BATCHES))
             for pid, p in producers.items()
         }
-
-        def replay(header: tuple[int, ...]) -> None:
-            if header[H_BASE] >= recovery_point:
-                self._apply_producer(header)
+        txns = state.get("txns", {}) if state else {}
+        self._txns.load({int(pid): int(first) for pid, first in txns.items()}, recovery_point)
 
         segments = self._segments
         rebuilt: list[Segment] = []
         for i, seg in enumerate(segments):
+
+            def replay(pos: int, header: tuple[int, ...], seg: Segment = seg) -> None:
+                if header[H_BASE] >= recovery_point:
+                    self._apply_producer(header)
+                    self._track_txn(header, lambda: seg.pread(pos, _CONTROL_PEEK))
+
             next_base = segments[i + 1].base_offset if i + 1 < len(segments) else None
             holds_unverified = next_base is None or next_base > recovery_point
             if clean or not holds_unverified:
@@ -263,6 +272,7 @@ class PartitionLog:
                 str(pid): {"epoch": p.epoch, "batches": [list(b) for b in p.batches]}
                 for pid, p in self._producers.items()
             },
+            "txns": {str(pid): first for pid, first in self._txns.ongoing.items()},
         }
         path = self.directory / _STATE_FILE
         tmp = path.with_name(path.name + ".tmp")
@@ -287,6 +297,26 @@ class PartitionLog:
     def end_offset(self) -> int:
         """The next offset to be assigned (the high watermark of a single-node broker)."""
         return self._active.next_offset
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Offsets below this are decided: the first offset of the earliest open transaction,
+        or the end offset when none is open (what read_committed consumers may read up to)."""
+        return self._txns.last_stable_offset(self.end_offset)
+
+    @property
+    def open_transactions(self) -> dict[int, int]:
+        """Producer id -> first offset of each transaction still open in this partition."""
+        return dict(self._txns.ongoing)
+
+    def producer_epoch(self, producer_id: int) -> int:
+        """The latest epoch this log has seen from ``producer_id`` (-1 if none)."""
+        producer = self._producers.get(producer_id)
+        return producer.epoch if producer is not None else -1
+
+    def aborted_transactions(self, start: int, upper: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of aborted transactions overlapping [start, upper)."""
+        return self._txns.aborted_in(start, upper)
 
     @property
     def size_bytes(self) -> int:
@@ -344,9 +374,10 @@ class PartitionLog:
             raise StorageError(
                 f"writing to {active.log_path} failed ({exc}); check free disk space"
             ) from exc
-        for _, header in assigned:
+        for rel, header in assigned:
             if header[H_PID] >= 0:
                 self._apply_producer(header)
+                self._track_txn(header, lambda rel=rel: bytes(data[rel : rel + _CONTROL_PEEK]))
         self._appended_since_compaction += len(data)
         self._unsynced = True
         self.sync_if_due(now)
@@ -405,6 +436,21 @@ class PartitionLog:
             producer = self._producers[pid] = _Producer(header[H_PEPOCH])
         producer.apply(header[H_PEPOCH], first_seq, last_seq, base, base + header[H_LOD])
 
+    def _track_txn(self, header: tuple[int, ...], head: Any) -> None:
+        """Open or close the producer's transaction; ``head()`` gives a control batch's start."""
+        attrs = header[H_ATTR]
+        if not attrs & ATTR_TRANSACTIONAL:
+            return
+        control = control_type(head()) if attrs & ATTR_CONTROL else None
+        if attrs & ATTR_CONTROL and control is None:
+            logger.warning(
+                "%s: control batch at offset %d has no readable marker; treated as abort",
+                self.directory,
+                header[H_BASE],
+            )
+            control = 0
+        self._txns.on_batch(header[H_PID], header[H_BASE], True, control)
+
     def _roll(self) -> None:
         old = self._active
         fsync = self.config.flush == "fsync"
@@ -433,10 +479,14 @@ class PartitionLog:
     def _segment_index(self, offset: int) -> int:
         return max(bisect_right(self._bases, offset) - 1, 0)
 
-    def read(self, offset: int, max_bytes: int) -> bytes:
-        """Whole batches from the one containing ``offset``: at least one, then up to max_bytes."""
+    def read(self, offset: int, max_bytes: int, *, upper: int | None = None) -> bytes:
+        """Whole batches from the one containing ``offset``: at least one, then up to max_bytes.
+
+        With ``upper`` (the last stable offset for read_committed) no batch starting at or after
+        it is returned.
+        """
         end = self.end_offset
-        if offset == end:
+        if offset == end or (upper is not None and offset >= upper and offset <= end):
             return b""
         if offset > end or offset < self.log_start_offset:
             raise OffsetOutOfRangeError(
@@ -459,7 +509,10 @@ class PartitionLog:
                 force = False
             if pos + len(data) < seg.size or remaining < HEADER_SIZE:
                 break
-        return b"".join(out)
+        data = b"".join(out)
+        if upper is not None and upper < end:
+            data = _cut_at(data, upper)
+        return data
 
     def batches_from(self, offset: int) -> Iterator[BatchInfo]:
         """Headers of the batches from the one containing ``offset`` to the end of the log."""
@@ -501,6 +554,7 @@ class PartitionLog:
             del self._bases[0]
             deleted += 1
         if deleted:
+            self._txns.drop_before(self.log_start_offset)
             logger.info(
                 "Retention removed %d segment(s) of %s; log now starts at offset %d",
                 deleted,
@@ -591,9 +645,11 @@ class PartitionLog:
             if pos is not None:
                 seg.truncate(pos)
         self._producers = {}
+        self._txns.reset()
         for s in self._segments:
-            for _, header in s.headers_from(0):
+            for pos, header in s.headers_from(0):
                 self._apply_producer(header)
+                self._track_txn(header, lambda s=s, pos=pos: s.pread(pos, _CONTROL_PEEK))
         self._active_since_ms = None
         self._write_state(clean=False)
 
@@ -613,6 +669,7 @@ class PartitionLog:
         self._write_state(clean=True)
         for seg in self._segments:
             seg.close()
+        self._txns.close()
         self._closed = True
 
     def delete_files(self) -> None:
@@ -620,6 +677,7 @@ class PartitionLog:
         for seg in self._segments:
             seg.delete()
         (self.directory / _STATE_FILE).unlink(missing_ok=True)
+        self._txns.delete()
         self._closed = True
 
     def __repr__(self) -> str:
@@ -627,6 +685,18 @@ class PartitionLog:
             f"PartitionLog({str(self.directory)!r}, start={self.log_start_offset}, "
             f"end={self.end_offset}, segments={len(self._segments)})"
         )
+
+
+def _cut_at(data: bytes, upper: int) -> bytes:
+    """The leading whole batches of ``data`` that start before offset ``upper``."""
+    pos = 0
+    size = len(data)
+    while pos + _BATCH_PREFIX.size <= size:
+        base, length = _BATCH_PREFIX.unpack_from(data, pos)
+        if base >= upper:
+            break
+        pos += 12 + length
+    return data if pos >= size else data[:pos]
 
 
 def _compactable(header: tuple[int, ...], batch: bytes) -> list[RawRecord] | None:

@@ -22,12 +22,16 @@ __all__ = (
     "ATTR_COMPRESSION_MASK",
     "ATTR_CONTROL",
     "ATTR_TRANSACTIONAL",
+    "CONTROL_ABORT",
+    "CONTROL_COMMIT",
     "HEADER",
     "HEADER_SIZE",
     "BatchInfo",
     "RawRecord",
     "batch_info",
     "compact_batch",
+    "control_batch",
+    "control_type",
     "parse_records",
     "validate_batches",
 )
@@ -203,3 +207,87 @@ def compact_batch(batch: bytes, kept: list[RawRecord]) -> bytes:
     out += region
     struct.pack_into(">I", out, 17, crc32c(memoryview(out)[CRC_START:]))
     return bytes(out)
+
+
+CONTROL_ABORT = 0
+CONTROL_COMMIT = 1
+_CONTROL_KEY = struct.Struct(">hh")
+_CONTROL_VALUE = struct.Struct(">hi")
+
+
+def _zigzag(value: int) -> bytes:
+    """Encode a signed varint (Kafka record fields)."""
+    raw = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while True:
+        byte = raw & 0x7F
+        raw >>= 7
+        if raw:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def control_batch(
+    producer_id: int,
+    producer_epoch: int,
+    *,
+    commit: bool,
+    coordinator_epoch: int = 0,
+    timestamp_ms: int = 0,
+) -> bytes:
+    """A commit or abort marker: a transactional control batch holding one record.
+
+    Kafka's layout: key = (version 0, type 0 abort / 1 commit), value = (version 0, coordinator
+    epoch). Readers skip it, but it takes one offset, which ends the producer's transaction.
+    """
+    key = _CONTROL_KEY.pack(0, CONTROL_COMMIT if commit else CONTROL_ABORT)
+    value = _CONTROL_VALUE.pack(0, coordinator_epoch)
+    body = (
+        b"\0"  # record attributes
+        + _zigzag(0)  # timestamp delta
+        + _zigzag(0)  # offset delta
+        + _zigzag(len(key))
+        + key
+        + _zigzag(len(value))
+        + value
+        + _zigzag(0)  # headers
+    )
+    record = _zigzag(len(body)) + body
+    header = HEADER.pack(
+        0,
+        HEADER_SIZE - 12 + len(record),
+        0,
+        2,
+        0,
+        ATTR_TRANSACTIONAL | ATTR_CONTROL,
+        0,
+        timestamp_ms,
+        timestamp_ms,
+        producer_id,
+        producer_epoch,
+        -1,
+        1,
+    )
+    out = bytearray(header)
+    out += record
+    struct.pack_into(">I", out, 17, crc32c(memoryview(out)[CRC_START:]))
+    return bytes(out)
+
+
+def control_type(batch: bytes | bytearray | memoryview) -> int | None:
+    """CONTROL_COMMIT or CONTROL_ABORT for a control batch's first record; None if unreadable."""
+    view = bytes(batch[HEADER_SIZE : HEADER_SIZE + 64])
+    try:
+        _, pos = _varint(view, 0)  # record length
+        pos += 1  # attributes
+        _, pos = _varint(view, pos)  # timestamp delta
+        _, pos = _varint(view, pos)  # offset delta
+        key_len, pos = _varint(view, pos)
+    except CorruptRecordError:
+        return None
+    if key_len < _CONTROL_KEY.size or pos + _CONTROL_KEY.size > len(view):
+        return None
+    _, kind = _CONTROL_KEY.unpack_from(view, pos)
+    return kind if kind in (CONTROL_ABORT, CONTROL_COMMIT) else None

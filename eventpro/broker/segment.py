@@ -118,7 +118,7 @@ class Segment:
         return True
 
     def recover(
-        self, *, verify: bool, on_batch: Callable[[tuple[int, ...]], None] | None = None
+        self, *, verify: bool, on_batch: Callable[[int, tuple[int, ...]], None] | None = None
     ) -> tuple[int, str] | None:
         """Rebuild the indexes by scanning the whole file.
 
@@ -165,7 +165,7 @@ class Segment:
                     break
             self._index_batch(pos, header, 12 + length)
             if on_batch is not None:
-                on_batch(header)
+                on_batch(pos, header)
             pos = end
         if pos < size:
             os.ftruncate(self._fd, pos)
@@ -275,6 +275,10 @@ class Segment:
             batch = buf[rel : rel + length]
             yield HEADER.unpack_from(batch, 0), batch
             pos += length
+
+    def pread(self, pos: int, size: int) -> bytes:
+        """Up to ``size`` bytes of the file from ``pos``."""
+        return os.pread(self._fd, size, pos)
 
     def truncate(self, pos: int) -> None:
         """Cut the file at ``pos`` (a batch boundary) and rebuild the in-memory indexes."""

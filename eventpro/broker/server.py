@@ -31,6 +31,8 @@ from eventpro.broker.protocol import (
     peek_header,
 )
 from eventpro.broker.topics_store import TopicsStore
+from eventpro.broker.transactions import TransactionConfig, TransactionCoordinator
+from eventpro.broker.txn_handlers import TXN_APIS
 
 __all__ = ("Broker", "BrokerConfig", "running_broker")
 
@@ -55,6 +57,7 @@ class BrokerConfig:
     :param auto_create_topics: create unknown topics named in Metadata requests that allow it.
     :param default_partitions: partitions of auto-created topics (Kafka's ``num.partitions``).
     :param maintenance_interval_s: how often retention and compaction run.
+    :param transactions: transaction coordinator limits (max timeout, timeout check interval).
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +72,7 @@ class BrokerConfig:
     auto_create_topics: bool = True
     default_partitions: int = 1
     maintenance_interval_s: float = 30.0
+    transactions: TransactionConfig = field(default_factory=TransactionConfig)
 
 
 class Broker:
@@ -91,7 +95,17 @@ class Broker:
         )
         self.groups = GroupCoordinator(self.data_dir / "groups", self.config.group)
         self.producer_ids = ProducerIdManager(self.data_dir / "producer_ids.json")
-        self.apis: dict[int, ApiSpec] = {spec.api_key: spec for spec in (*DATA_APIS, *GROUP_APIS)}
+        self.transactions = TransactionCoordinator(
+            self.data_dir,
+            self.topics,
+            self.groups,
+            self.producer_ids,
+            self.config.transactions,
+            on_markers=self.notify_data,
+        )
+        self.apis: dict[int, ApiSpec] = {
+            spec.api_key: spec for spec in (*DATA_APIS, *GROUP_APIS, *TXN_APIS)
+        }
         self.host = self.config.host
         self.port = self.config.port
         self._server: asyncio.Server | None = None
@@ -116,6 +130,7 @@ class Broker:
         self.topics.load()
         self.producer_ids.load()
         await self.groups.start()
+        await self.transactions.start()
         self._server = await asyncio.start_server(
             self._on_connection, self.config.host, self.config.port, reuse_address=True
         )
@@ -145,6 +160,7 @@ class Broker:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=2)
+        await self.transactions.close()
         await self.groups.close()
         self.topics.close()
         if self._tmp_dir is not None:
