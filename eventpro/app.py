@@ -16,13 +16,20 @@ from pathlib import Path
 
 import faust
 
+from eventpro.security import kafka_credentials
 from eventpro.settings import Settings, get_settings
 
 __all__ = ("AUTODISCOVER", "EventProApp", "app", "create_app", "faust_options", "worker_datadir")
 
 logger = logging.getLogger(__name__)
 
-AUTODISCOVER: tuple[str, ...] = ("eventpro.tables", "eventpro.agents", "eventpro.web")
+AUTODISCOVER: tuple[str, ...] = (
+    "eventpro.tables",
+    "eventpro.agents",
+    "eventpro.analytics",
+    "eventpro.monitoring",
+    "eventpro.web",
+)
 """Packages whose ``@app.agent`` / ``@app.page`` / ``@app.timer`` declarations make up the app."""
 
 PRODUCER_LINGER_SECONDS = 0.005
@@ -36,9 +43,12 @@ def worker_datadir(settings: Settings) -> Path:
 
 def faust_options(settings: Settings) -> dict[str, object]:
     """The keyword arguments of ``faust.App`` for ``settings`` (pure, so it can be tested)."""
-    canonical_url = f"http://{settings.web_host}:{settings.web_port}"
+    # Peers dial canonical_url; a worker bound to 0.0.0.0 advertises a routable name instead.
+    canonical_host = settings.web_advertised_host or settings.web_host
+    canonical_url = f"http://{canonical_host}:{settings.web_port}"
     return {
         "broker": settings.broker_url,
+        "broker_credentials": kafka_credentials(settings),
         "store": settings.store,
         "datadir": str(worker_datadir(settings)),
         "autodiscover": list(AUTODISCOVER),

@@ -18,6 +18,7 @@ app = typer.Typer(
     help="EventPro: real-time ticketing on Faust, with an embedded Kafka-protocol broker.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 
@@ -184,6 +185,219 @@ def schemas_export(
         typer.echo(str(path))
 
 
+dlq_app = typer.Typer(help="The dead-letter topic: list and replay.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+_BrokerOpt = Annotated[
+    str | None, typer.Option("--broker", help="Kafka bootstrap [env EVENTPRO_BROKER_URL].")
+]
+_TopicOpt = Annotated[
+    str | None, typer.Option("--topic", help="Dead-letter topic [settings: <prefix>dlq].")
+]
+_ReasonOpt = Annotated[str | None, typer.Option(help="Only letters with this reason.")]
+_AgentOpt = Annotated[str | None, typer.Option(help="Only letters from this agent.")]
+_SourceOpt = Annotated[
+    str | None, typer.Option("--source-topic", help="Only letters from this original topic.")
+]
+_CorrelationOpt = Annotated[
+    str | None, typer.Option("--correlation-id", help="Only letters of this correlation id.")
+]
+_FromOpt = Annotated[int | None, typer.Option("--from-offset", help="First DLQ offset.")]
+_ToOpt = Annotated[int | None, typer.Option("--to-offset", help="Last DLQ offset (inclusive).")]
+
+
+def _dlq_target(broker: str | None, topic: str | None) -> tuple[str, str, dict[str, object]]:
+    from eventpro.security import aiokafka_security_kwargs
+    from eventpro.topics import DLQ
+
+    settings = _settings(broker_url=broker)
+    bootstrap = settings.broker_url.split("://", 1)[-1].replace(";", ",")
+    return bootstrap, topic or settings.topic_name(DLQ), aiokafka_security_kwargs(settings)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    broker: _BrokerOpt = None,
+    topic: _TopicOpt = None,
+    reason: _ReasonOpt = None,
+    agent: _AgentOpt = None,
+    source_topic: _SourceOpt = None,
+    correlation_id: _CorrelationOpt = None,
+    from_offset: _FromOpt = None,
+    to_offset: _ToOpt = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List dead letters: offset, reason, agent, attempts, origin, correlation id, error."""
+    import asyncio
+
+    import orjson
+
+    from eventpro.dlq import DeadLetterFilter, DlqError, list_dead_letters
+
+    bootstrap, dlq_topic, options = _dlq_target(broker, topic)
+    filters = DeadLetterFilter(reason, agent, source_topic, correlation_id, from_offset, to_offset)
+    try:
+        entries = asyncio.run(
+            list_dead_letters(bootstrap, filters, topic=dlq_topic, client_options=options)
+        )
+    except DlqError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for entry in entries:
+        if json_lines:
+            line = {"partition": entry.partition, "offset": entry.offset}
+            line |= entry.letter.model_dump(mode="json", exclude={"original_b64", "key_b64"})
+            typer.echo(orjson.dumps(line).decode())
+        else:
+            typer.echo(entry.summary())
+    if not json_lines:
+        typer.echo(f"{len(entries)} dead letter(s) in {dlq_topic}", err=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    broker: _BrokerOpt = None,
+    topic: _TopicOpt = None,
+    reason: _ReasonOpt = None,
+    agent: _AgentOpt = None,
+    source_topic: _SourceOpt = None,
+    correlation_id: _CorrelationOpt = None,
+    from_offset: _FromOpt = None,
+    to_offset: _ToOpt = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be replayed only.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Produce the matching dead letters' original records to their original topics again."""
+    import asyncio
+
+    from eventpro.dlq import DeadLetterFilter, DlqError, replay_dead_letters
+
+    bootstrap, dlq_topic, options = _dlq_target(broker, topic)
+    filters = DeadLetterFilter(reason, agent, source_topic, correlation_id, from_offset, to_offset)
+    try:
+        report = asyncio.run(
+            replay_dead_letters(
+                bootstrap,
+                filters,
+                topic=dlq_topic,
+                progress=progress,
+                dry_run=dry_run,
+                client_options=options,
+            )
+        )
+    except DlqError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    verb = "would replay" if dry_run else "replayed"
+    by_topic = ", ".join(f"{t}: {n}" for t, n in sorted(report.by_topic.items())) or "nothing"
+    typer.echo(f"{verb} {report.replayed} record(s) ({by_topic})")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+@app.command()
+def loadgen(
+    users: Annotated[int, typer.Option(help="Simulated buyers, one request each.")] = 50_000,
+    events: Annotated[int, typer.Option(help="Events on sale (each user picks one).")] = 10,
+    capacity: Annotated[int, typer.Option(help="Seats of each event.")] = 2_000,
+    price_cents: Annotated[int, typer.Option(help="Ticket price in cents.")] = 5_000,
+    max_per_user: Annotated[int, typer.Option(help="Per-user ticket limit of the events.")] = 8,
+    quantity_mix: Annotated[
+        str, typer.Option(help="Tickets per request as QUANTITY:WEIGHT,... (e.g. 1:50,2:30,4:20).")
+    ] = "1:50,2:30,4:20",
+    duplicate_rate: Annotated[
+        float, typer.Option(help="Share of requests resubmitted with the same request_id.")
+    ] = 0.05,
+    resubmit_delay: Annotated[
+        float, typer.Option(help="A resubmission follows its original within this many seconds.")
+    ] = 1.0,
+    profile: Annotated[
+        str, typer.Option(help="Arrivals: all (at once), ramp (up to --rate), rate (constant).")
+    ] = "all",
+    rate: Annotated[
+        float, typer.Option(help="Requests/s of --profile rate; peak of ramp.")
+    ] = 5_000,
+    ramp_seconds: Annotated[float, typer.Option(help="Length of the ramp to --rate.")] = 10.0,
+    transport: Annotated[
+        str, typer.Option(help="kafka (produce like an external app) or http (the API).")
+    ] = "kafka",
+    api_url: Annotated[
+        str | None,
+        typer.Option(help="API base URL for --transport http, e.g. http://127.0.0.1:6066."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="HTTP requests in flight.")] = 200,
+    wait_for: Annotated[
+        str, typer.Option(help="decided (reserved/rejected) or final (confirmed/released).")
+    ] = "decided",
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for outcomes after sending.")
+    ] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed of the plan (reproducible runs).")] = 1,
+    run_id: Annotated[
+        str | None, typer.Option(help="Names this run's events and requests (default: random).")
+    ] = None,
+    broker_url: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap [env EVENTPRO_BROKER_URL].")
+    ] = None,
+    topic_prefix: Annotated[
+        str | None, typer.Option(help="Topic prefix of the deployment [env EVENTPRO_TOPIC_PREFIX].")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json-out", help="Also write the report as JSON here.")
+    ] = None,
+    progress: Annotated[
+        bool | None, typer.Option(help="Progress bars (default: only on a terminal).")
+    ] = None,
+) -> None:
+    """Simulate an on-sale rush and report outcomes, seats, latency and the invariants.
+
+    Exits 1 when outcomes are missing at --timeout or an invariant is violated.
+    """
+    import asyncio
+
+    from eventpro.loadgen import LoadgenError, LoadSpec, QuantityMix, run_loadgen
+
+    settings = _settings(broker_url=broker_url, topic_prefix=topic_prefix)
+    try:
+        spec = LoadSpec(
+            users=users,
+            events=events,
+            capacity=capacity,
+            price_cents=price_cents,
+            max_per_user=max_per_user,
+            quantity_mix=QuantityMix.parse(quantity_mix),
+            duplicate_rate=duplicate_rate,
+            resubmit_delay=resubmit_delay,
+            profile=profile,  # type: ignore[arg-type]
+            rate=rate,
+            ramp_seconds=ramp_seconds,
+            transport=transport,  # type: ignore[arg-type]
+            concurrency=concurrency,
+            wait_for=wait_for,  # type: ignore[arg-type]
+            timeout=timeout,
+            seed=seed,
+            **({"run_id": run_id} if run_id is not None else {}),
+        ).validate()
+    except LoadgenError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        report = asyncio.run(
+            run_loadgen(
+                spec,
+                broker_url=settings.broker_url,
+                topic_prefix=settings.topic_prefix,
+                api_url=api_url,
+                progress=progress,
+            )
+        )
+    except LoadgenError as exc:
+        typer.echo(f"loadgen: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(report.render_text())
+    if json_out is not None:
+        report.write_json(json_out)
+    if not report.ok:
+        raise typer.Exit(1)

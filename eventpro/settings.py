@@ -13,9 +13,17 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ("ProcessingGuarantee", "Settings", "get_settings")
+__all__ = (
+    "KafkaSaslMechanism",
+    "KafkaSecurityProtocol",
+    "ProcessingGuarantee",
+    "Settings",
+    "get_settings",
+)
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
@@ -48,6 +56,28 @@ class Settings(BaseSettings):
     max_quantity: int = Field(20, ge=1, description="Most tickets one request may ask for.")
     table_standby_replicas: int = Field(1, ge=0)
     log_level: str = "WARNING"
+    # Deployment and security (docs/operations.md, docs/security.md). Secrets default to ""
+    # (unset) and can come from a file instead (``*_file``), e.g. a Docker/Kubernetes secret.
+    web_advertised_host: str = Field(
+        "", description="Host peers dial for this worker's API (default: web_host)."
+    )
+    admin_token: str = Field("", repr=False, description="Bearer token for organiser writes.")
+    admin_token_file: str = Field("", description="File holding the organiser token.")
+    max_body_bytes: int = Field(16_384, ge=256, description="Largest accepted request body.")
+    rate_limit_per_user: float = Field(
+        0.0, ge=0, description="Ticket requests per second per user_id and worker; 0 = off."
+    )
+    rate_limit_burst: int = Field(10, ge=1, description="Requests a user may send at once.")
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = Field("", repr=False)
+    kafka_sasl_password_file: str = ""
+    kafka_ssl_cafile: str = Field("", description="CA bundle that signed the brokers' certs.")
+    kafka_ssl_certfile: str = Field("", description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: str = Field("", description="Client private key (mutual TLS).")
+    kafka_ssl_key_password_file: str = ""
+    kafka_ssl_check_hostname: bool = True
 
     @field_validator("broker_url")
     @classmethod

@@ -15,13 +15,28 @@ import faust
 
 from eventpro.app import app
 from eventpro.settings import get_settings
-from eventpro.topics import DLQ, INVENTORY_TICKS, RESERVATIONS, TICKET_REQUESTS, topic_spec
+from eventpro.topics import (
+    DLQ,
+    INVENTORY_TICKS,
+    NOTIFICATIONS,
+    ORDERS,
+    PAYMENTS,
+    RESERVATIONS,
+    RETRY_TOPICS,
+    TICKET_REQUESTS,
+    topic_spec,
+)
 
 __all__ = (
     "declare_topics",
     "dlq_topic",
     "inventory_input",
+    "notifications_input",
+    "notifications_topic",
+    "orders_topic",
+    "payments_topic",
     "reservations_topic",
+    "retry_topics",
     "ticket_requests_topic",
     "ticks_topic",
     "topic_for",
@@ -53,10 +68,15 @@ ticket_requests_topic = _topic(TICKET_REQUESTS)
 ticks_topic = _topic(INVENTORY_TICKS)
 reservations_topic = _topic(RESERVATIONS)
 dlq_topic = _topic(DLQ)
+payments_topic = _topic(PAYMENTS)
+orders_topic = _topic(ORDERS)
+notifications_topic = _topic(NOTIFICATIONS)
+retry_topics: dict[str, faust.TopicT] = {logical: _topic(logical) for logical in RETRY_TOPICS}
 
 inventory_input = app.topic(
     ticket_requests_topic.get_topic_name(),
     ticks_topic.get_topic_name(),
+    payments_topic.get_topic_name(),
     key_type=bytes,
     value_type=bytes,
     key_serializer="raw",
@@ -64,13 +84,29 @@ inventory_input = app.topic(
     partitions=_settings.partitions,
     internal=True,
 )
-"""The inventory agent's input: ticket-requests and inventory-ticks, co-partitioned."""
+"""The inventory agent's input: ticket-requests, inventory-ticks and payments, co-partitioned."""
+
+notifications_input = app.topic(
+    reservations_topic.get_topic_name(),
+    orders_topic.get_topic_name(),
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=_settings.partitions,
+    internal=True,
+)
+"""The notifications agent's input: reservations and orders, both keyed by event_id."""
 
 _BY_LOGICAL: dict[str, faust.TopicT] = {
     TICKET_REQUESTS: ticket_requests_topic,
     INVENTORY_TICKS: ticks_topic,
     RESERVATIONS: reservations_topic,
+    PAYMENTS: payments_topic,
+    ORDERS: orders_topic,
+    NOTIFICATIONS: notifications_topic,
     DLQ: dlq_topic,
+    **retry_topics,
 }
 
 

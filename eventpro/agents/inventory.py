@@ -1,9 +1,11 @@
 """The inventory agent: the single writer of an event's seats, one partition at a time.
 
-It reads ``ticket-requests`` (``TicketRequested`` and ``EventCreated``, keyed by event_id) and
-``inventory-ticks`` (``HoldExpiryTick``, one per partition from the leader's timer), and for
-each record: decode -> :class:`~eventpro.agents.processing.InventoryProcessor` (pure domain
-decision + table writes) -> emit outcomes to ``reservations`` keyed by event_id.
+It reads ``ticket-requests`` (``TicketRequested`` and ``EventCreated``, keyed by event_id),
+``inventory-ticks`` (``HoldExpiryTick``, one per partition from the leader's timer) and
+``payments`` (``PaymentCaptured`` / ``PaymentDeclined`` / ``RefundIssued``, keyed by event_id),
+and for each record: decode -> :class:`~eventpro.agents.saga.SagaInventoryProcessor` (pure
+domain decision + table writes) -> emit outcomes to ``reservations`` and ``orders`` keyed by
+event_id.
 
 Concurrency is 1: tables may only be written by one actor per partition. A record that cannot
 be decoded or applied goes to the ``dlq`` topic with its reason, error, coordinates and
@@ -27,10 +29,10 @@ from faust.types import EventT
 from eventpro.agents.channels import declare_topics, inventory_input, ticks_topic, topic_for
 from eventpro.agents.processing import (
     Coordinates,
-    InventoryProcessor,
     Outgoing,
     RecordRefused,
 )
+from eventpro.agents.saga import SagaInventoryProcessor
 from eventpro.app import app
 from eventpro.exceptions import EventProError
 from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, decode, encode
@@ -60,7 +62,7 @@ def _now_ms() -> int:
 
 
 expiry_index = HoldExpiryIndex(_settings.partitions)
-processor = InventoryProcessor(
+processor = SagaInventoryProcessor(
     state,
     expiry_index,
     partitions=_settings.partitions,

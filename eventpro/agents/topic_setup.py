@@ -16,6 +16,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from eventpro.security import aiokafka_security_kwargs
 from eventpro.settings import Settings
 from eventpro.topics import all_topics
 
@@ -67,7 +68,9 @@ def _bootstrap(broker_url: str) -> list[str]:
 
 async def ensure_topics(settings: Settings, wanted: list[TopicRequest]) -> list[str]:
     """Create the topics of ``wanted`` that do not exist; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=_bootstrap(settings.broker_url))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=_bootstrap(settings.broker_url), **aiokafka_security_kwargs(settings)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -11,6 +11,10 @@ once), or 202 if that takes longer than a few seconds (for example during a reba
 A request status that is not in the table yet answers ``404`` with ``"status": "unknown"``:
 the request was never submitted, or it was accepted (202) and not decided yet, typically for a
 few milliseconds. Clients poll ``status_url`` until they see a status.
+
+Organiser writes need the organiser token (:mod:`eventpro.web.auth`); bodies are bounded
+(``EVENTPRO_MAX_BODY_BYTES``, 413) and ticket requests can be rate-limited per user
+(``EVENTPRO_RATE_LIMIT_PER_USER``, 429 with ``Retry-After``; :mod:`eventpro.web.ratelimit`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from eventpro.app import app
 from eventpro.schemas import Envelope, EventCreated, TicketRequested, encode, new_id
 from eventpro.settings import get_settings
 from eventpro.tables import inventory_table, state
+from eventpro.web.auth import current_policy, require_admin_token
 from eventpro.web.bodies import BodyError, CreateEventBody, TicketRequestBody, parse_body
+from eventpro.web.limits import read_limited_body
+from eventpro.web.ratelimit import limiter_from_settings
 
 __all__ = ("API_PREFIX", "SOURCE", "blueprint", "status_path")
 
@@ -40,6 +47,8 @@ EVENT_APPLY_WAIT_SECONDS = 5.0
 SOURCE = "eventpro-api"
 
 _settings = get_settings()
+_rate_limiter = limiter_from_settings(_settings)
+current_policy()  # a bad organiser token setting stops the worker at startup, not per request
 blueprint = web.Blueprint("api")
 
 
@@ -102,10 +111,12 @@ def _body_error(view: web.View, exc: BodyError) -> web.Response:
 class EventsView(web.View):
     """``POST /api/v1/events``: put an event on sale."""
 
+    @require_admin_token
     async def post(self, request: web.Request) -> web.Response:
         """201 with the event; 200 if the same event exists; 409 for a different spec."""
         try:
-            body = parse_body(CreateEventBody, await self.read_request_content(request))
+            raw = await read_limited_body(request, _settings.max_body_bytes)
+            body = parse_body(CreateEventBody, raw)
         except BodyError as exc:
             return _body_error(self, exc)
         created = EventCreated(
@@ -194,12 +205,24 @@ class TicketRequestsView(web.View):
     async def post(self, request: web.Request) -> web.Response:
         """202 with request_id and status_url; 400/422 for bad input or an unknown event."""
         try:
-            body = parse_body(TicketRequestBody, await self.read_request_content(request))
+            raw = await read_limited_body(request, _settings.max_body_bytes)
+            body = parse_body(TicketRequestBody, raw)
         except BodyError as exc:
             return _body_error(self, exc)
         if body.quantity > _settings.max_quantity:
             message = f"quantity: at most {_settings.max_quantity} tickets per request"
             return self.json({"error": message, "details": [message]}, status=422)
+        refused = _rate_limiter.acquire(body.user_id) if _rate_limiter is not None else None
+        if refused is not None:
+            return self.json(
+                {
+                    "error": f"too many ticket requests from user {body.user_id!r}; "
+                    f"retry in {refused.retry_after:.1f} s",
+                    "retry_after_seconds": round(refused.retry_after, 3),
+                },
+                status=429,
+                headers={"Retry-After": refused.retry_after_header},
+            )
         if not await _event_known(body.event_id):
             message = f"event_id: no event {body.event_id!r} is on sale"
             return self.json({"error": message, "details": [message]}, status=422)

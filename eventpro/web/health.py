@@ -1,8 +1,9 @@
 """Liveness and readiness: ``GET /health`` and ``GET /ready``.
 
 ``/health`` answers 200 while the process serves HTTP. ``/ready`` answers 200 only when this
-worker has partitions assigned, is not rebalancing and has recovered its tables from their
-changelogs, so a load balancer sends traffic only to workers that can answer from state;
+worker has partitions assigned, is not rebalancing, has recovered its tables from their
+changelogs and its last broker probe (the DLQ-depth refresh, every few seconds) was answered,
+so a load balancer sends traffic only to workers that can answer from state;
 otherwise 503 with the reasons.
 """
 
@@ -15,6 +16,7 @@ import faust
 from faust import web
 
 from eventpro.app import app
+from eventpro.monitoring import broker_problem
 
 __all__ = ("blueprint", "readiness")
 
@@ -38,6 +40,9 @@ def readiness(faust_app: faust.App) -> tuple[bool, dict[str, Any]]:
             reasons.append("rebalancing")
         if faust_app.in_recovery or not faust_app.tables.recovery.completed.is_set():
             reasons.append("recovering tables from changelogs")
+        problem = broker_problem(faust_app)
+        if problem is not None:
+            reasons.append(f"broker unreachable: {problem}")
         if assigned == 0 and not reasons:
             reasons.append("no partitions assigned yet")
     info = {

@@ -83,11 +83,14 @@ def test_dev_serves_the_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             "POST", f"{base}/ticket-requests", {"event_id": "demo", "user_id": "u1", "quantity": 2}
         )
         status_url = str(accepted["status_url"])
+        # The simulated payment gateway captures at once, so the request goes on to confirmed.
         decided = wait_for(
-            lambda: (s := _get(status_url)) and s.get("status") == "reserved" and s, 30
+            lambda: (s := _get(status_url)) and s.get("status") == "confirmed" and s, 30
         )
         assert decided["request_id"] == accepted["request_id"]
-        assert _get(f"{base}/events/demo")["held"] == 2
+        assert len(decided["ticket_ids"]) == 2
+        seats = _get(f"{base}/events/demo")
+        assert seats["sold"] + seats["held"] == 2
     finally:
         proc.send_signal(signal.SIGINT)
         tail = read_until(proc, "\nstopped", 60)

@@ -56,16 +56,16 @@ async def test_any_worker_answers_for_every_event(worker_factory: WorkerFactory)
 
         for event_id in event_ids:
 
-            async def held_everywhere(event_id: str = event_id) -> bool:
+            async def sold_everywhere(event_id: str = event_id) -> bool:
                 answers = [
                     await get_json(http, f"{w.url}/api/v1/events/{event_id}")
                     for w in (first, second)
                 ]
-                return all(code == 200 and body["held"] == 3 for code, body in answers)
+                return all(code == 200 and body["sold"] == 3 for code, body in answers)
 
-            await until(held_everywhere, 30, f"{event_id} held=3 on both workers")
+            await until(sold_everywhere, 30, f"{event_id} sold=3 on both workers")
             url = f"/api/v1/events/{event_id}/requests/{request_ids[event_id]}"
             one = await get_json(http, first.url + url)
             two = await get_json(http, second.url + url)
             assert one == two
-            assert one[0] == 200 and one[1]["status"] == "reserved"
+            assert one[0] == 200 and one[1]["status"] == "confirmed"

@@ -234,12 +234,13 @@ async def test_on_sale_never_oversells(
             http, f"{worker.url}/api/v1/events/{event_id}/requests/{req.request_id}"
         )
         assert status is not None
+        # A reserved request moves on to confirmed once the payments agent captured it.
         expected = (
-            "reserved"
+            {"reserved", "confirmed"}
             if ("SeatsReserved" in {k for k, _ in outcomes[req.request_id]})
-            else "rejected"
+            else {"rejected"}
         )
-        assert status["status"] == expected
-        if expected == "rejected":
+        assert status["status"] in expected
+        if expected == {"rejected"}:
             assert status["reason"] == "sold_out"
     assert worker.proc.poll() is None, worker.log_tail()

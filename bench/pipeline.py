@@ -1,0 +1,785 @@
+"""EventPro ticketing pipeline benchmark: reservation stage, full saga, latency, naive baseline.
+
+    python -m bench.pipeline [--scale tiny|small|full] [--out bench/results] [--profile-worker]
+
+One run starts its own broker (``BrokerProcess``) and workers (``WorkerProcess``, log level
+WARNING) on a temporary directory and measures, on the same machine:
+
+1. reservation stage: pre-produce the scale's requests (full: 200,000 across 200 events,
+   2 % resubmissions), start one worker, time from first to last decision (``occurred_at`` of
+   the outcomes), the worker's CPU seconds and peak RSS (``/proc``);
+2. full saga: the same run until every reservation has its ``OrderConfirmed`` (simulated
+   gateway at a fixed 5 ms), or "not available" when ``orders`` gets none;
+3. decision latency p50/p95/p99 at fixed offered rates (full/small: 1k, 5k, 10k requests/s),
+   produced by the load generator while the worker runs;
+4. the naive per-record Faust implementation of stage 1 (:mod:`bench.baseline_naive`) on the
+   same requests, and the ratio EventPro/baseline.
+
+Every phase checks the invariants (no oversell, one outcome per request). Writes
+``pipeline-<scale>.md`` and ``pipeline-<scale>.json`` (``--profile-worker`` adds a py-spy
+profile of the worker during phase 1, if py-spy is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from eventpro.broker.process import BrokerProcess
+from eventpro.loadgen import (
+    LoadPlan,
+    LoadSpec,
+    OutcomeReader,
+    OutcomeTracker,
+    build_plan,
+    create_events_kafka,
+    run_loadgen,
+    send_kafka,
+)
+from eventpro.processes import ManagedProcess, WorkerProcess
+from eventpro.topics import ORDERS, RESERVATIONS, TICKET_REQUESTS
+
+__all__ = ("SCALES", "Scale", "main", "run_benchmark")
+
+logger = logging.getLogger(__name__)
+
+PARTITIONS = 4
+GATEWAY_LATENCY_MS = 5.0
+EVENTPRO_PREFIX = "bench-"
+NAIVE_PREFIX = "naive-"
+SAGA_START_GRACE_S = 20.0
+"""Without any OrderConfirmed this long after the last decision, the saga is "not available"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    requests: int
+    events: int
+    capacity: int
+    duplicate_rate: float
+    latency_rates: tuple[int, ...]
+    latency_seconds: float
+    latency_events: int
+    timeout: float
+    latency_timeout: float
+
+
+SCALES: dict[str, Scale] = {
+    "tiny": Scale(600, 6, 100, 0.02, (200,), 1.0, 2, 120.0, 60.0),
+    "small": Scale(20_000, 200, 100, 0.02, (1_000, 5_000, 10_000), 3.0, 20, 300.0, 90.0),
+    "full": Scale(200_000, 200, 1_000, 0.02, (1_000, 5_000, 10_000), 10.0, 50, 1_200.0, 300.0),
+}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return math.nan
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_facts() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    commit = "unknown"
+    root = Path(__file__).resolve().parent.parent
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "eventpro_commit": commit,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "versions": {
+            dist: _version(dist)
+            for dist in ("faust-streaming", "aiokafka", "rocksdict", "orjson", "pydantic", "kio")
+        },
+    }
+
+
+async def _create_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(name, PARTITIONS, 1) for name in names if name not in existing]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+async def _preproduce(bootstrap: str, prefix: str, plan: LoadPlan) -> float:
+    """Events and every submission of ``plan`` on ``<prefix>ticket-requests``; returns seconds."""
+    await _create_topics(bootstrap, [f"{prefix}{TICKET_REQUESTS}", f"{prefix}{RESERVATIONS}"])
+    start = time.monotonic()
+    await create_events_kafka(bootstrap, prefix, plan.events)
+    stats = await send_kafka(
+        plan,
+        bootstrap,
+        f"{prefix}{TICKET_REQUESTS}",
+        PARTITIONS,
+        [math.nan] * len(plan.requests),
+    )
+    if stats.failed:
+        raise SystemExit(f"pre-produce failed for {stats.failed} records: {dict(stats.errors)}")
+    return time.monotonic() - start
+
+
+async def _wait_for_records(bootstrap: str, topic: str, target: int, seconds: float) -> bool:
+    """Poll end offsets (cheap, takes no CPU from the worker) until ``topic`` has ``target``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="bench-waiter")
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                ends = await consumer.end_offsets(parts)
+            except KafkaError as exc:  # a busy broker: ask again until the deadline
+                logger.warning("end offsets of %s not available yet: %r", topic, exc)
+                continue
+            if sum(ends.values()) >= target:
+                return True
+            await asyncio.sleep(0.25)
+        return False
+    finally:
+        await consumer.stop()
+
+
+def _invariants(tracker: OutcomeTracker) -> dict[str, Any]:
+    summary = tracker.summary()
+    return {
+        "ok": summary.no_oversell and summary.one_outcome_per_request,
+        "no_oversell": summary.no_oversell,
+        "one_outcome_per_request": summary.one_outcome_per_request,
+        "every_request_decided": summary.every_request_decided,
+        "decided": summary.decided,
+        "expected": summary.expected,
+        "violations": list(summary.violations),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """Phase 1 (or 4): pre-produced requests decided by a freshly started worker."""
+
+    requests: int
+    submissions: int
+    decided: int
+    seconds: float
+    requests_per_s: float
+    worker_cpu_s: float
+    cpu_us_per_request: float
+    peak_rss_mb: float
+    broker_cpu_s: float
+    decisions: dict[str, int]
+    invariants: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SagaResult:
+    available: bool
+    note: str
+    confirmed: int
+    released: int
+    seconds: float
+    requests_per_s: float
+    orders_per_s: float
+    worker_cpu_s: float
+    invariants: dict[str, Any]
+
+
+async def _stage(
+    *,
+    bootstrap: str,
+    broker: BrokerProcess,
+    worker: ManagedProcess,
+    plan: LoadPlan,
+    prefix: str,
+    scale: Scale,
+    saga: bool,
+    profile_out: Path | None,
+) -> tuple[StageResult, SagaResult | None]:
+    worker.start(timeout=180)
+    pid = worker.pid
+    if pid is None:
+        raise SystemExit(f"{worker.name} did not start; see {worker.log_path}")
+    cpu0, broker_cpu0 = process_cpu_seconds(pid), process_cpu_seconds(broker.pid or 0)
+    profiler = _start_profiler(pid, profile_out) if profile_out else None
+    reservations = f"{prefix}{RESERVATIONS}"
+    done = await _wait_for_records(bootstrap, reservations, len(plan.requests), scale.timeout)
+    cpu1, broker_cpu1 = process_cpu_seconds(pid), process_cpu_seconds(broker.pid or 0)
+    if profiler is not None:
+        _stop_profiler(profiler)
+    tracker = OutcomeTracker(plan)
+    topics = {reservations: PARTITIONS}
+    if saga:
+        topics[f"{prefix}{ORDERS}"] = PARTITIONS
+    reader = OutcomeReader(bootstrap, topics, tracker)
+    await reader.start(from_offsets={})
+    try:
+        if done:
+            await reader.run_until(tracker.complete, scale.timeout)
+        summary = tracker.summary()
+        seconds = summary.decision_seconds()
+        stage = StageResult(
+            requests=len(plan.requests),
+            submissions=len(plan.sends),
+            decided=summary.decided,
+            seconds=round(seconds, 3),
+            requests_per_s=round(summary.decided / seconds, 1) if seconds > 0 else math.nan,
+            worker_cpu_s=round(cpu1 - cpu0, 2),
+            cpu_us_per_request=round((cpu1 - cpu0) / max(summary.decided, 1) * 1e6, 1),
+            peak_rss_mb=round(peak_rss_mb(pid), 1),
+            broker_cpu_s=round(broker_cpu1 - broker_cpu0, 2),
+            decisions=summary.decisions,
+            invariants=_invariants(tracker),
+        )
+        saga_result = await _saga(reader, tracker, pid, cpu0, scale) if saga else None
+    finally:
+        await reader.stop()
+    return stage, saga_result
+
+
+async def _saga(
+    reader: OutcomeReader, tracker: OutcomeTracker, pid: int, cpu0: float, scale: Scale
+) -> SagaResult:
+    """Read ``orders`` until every reservation is settled, or decide it is not available."""
+    start = time.monotonic()
+    last_progress, last_finalized = start, -1
+    deadline = start + scale.timeout
+    while not tracker.complete("final") and time.monotonic() < deadline:
+        await reader.poll(250)
+        now = time.monotonic()
+        if tracker.finalized != last_finalized:
+            last_finalized, last_progress = tracker.finalized, now
+        if tracker.finals.get("OrderConfirmed", 0) == 0 and now - start > SAGA_START_GRACE_S:
+            break
+        if now - last_progress > 60.0:
+            break
+    cpu = process_cpu_seconds(pid) - cpu0
+    summary = tracker.summary()
+    confirmed = summary.finals.get("OrderConfirmed", 0)
+    released = sum(v for k, v in summary.finals.items() if k.startswith("SeatsReleased"))
+    if confirmed == 0:
+        return SagaResult(
+            available=False,
+            note="not available: no OrderConfirmed on `orders` within "
+            f"{SAGA_START_GRACE_S:.0f} s of the last decision",
+            confirmed=0,
+            released=released,
+            seconds=math.nan,
+            requests_per_s=math.nan,
+            orders_per_s=math.nan,
+            worker_cpu_s=round(cpu, 2),
+            invariants=_invariants(tracker),
+        )
+    first = summary.first_decided_at or 0.0
+    seconds = (summary.last_final_at or first) - first
+    complete = tracker.complete("final")
+    return SagaResult(
+        available=True,
+        note="complete"
+        if complete
+        else f"incomplete: {summary.finalized} of {summary.reserved} reservations settled",
+        confirmed=confirmed,
+        released=released,
+        seconds=round(seconds, 3),
+        requests_per_s=round(summary.decided / seconds, 1) if seconds > 0 else math.nan,
+        orders_per_s=round(confirmed / seconds, 1) if seconds > 0 else math.nan,
+        worker_cpu_s=round(cpu, 2),
+        invariants=_invariants(tracker),
+    )
+
+
+def _start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        logger.warning("py-spy is not installed; no profile (pip install py-spy)")
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop_profiler(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(2)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def summarise_profile(raw: Path, top: int = 25) -> list[tuple[str, float, float]]:
+    """(function, self %, total %) of the heaviest functions in a py-spy raw (folded) file."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1] for f in stack.split(";")]
+        if not frames:
+            continue
+        samples += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            total[frame] += count
+    if not samples:
+        return []
+    return [
+        (name, round(100.0 * own[name] / samples, 1), round(100.0 * total[name] / samples, 1))
+        for name, _ in own.most_common(top)
+    ]
+
+
+_INCLUSIVE_MARKERS = ("eventpro/", "faust/", "aiokafka/", "rocksdict", "pydantic/")
+
+
+def inclusive_profile(raw: Path, top: int = 25) -> list[tuple[str, float]]:
+    """(function, total %) of EventPro, Faust, aiokafka and store frames, heaviest first.
+
+    Frames present in nearly every sample (the worker's entry points) are left out.
+    """
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        samples += int(count_text)
+        for frame in set(stack.split(";")):
+            if any(marker in frame for marker in _INCLUSIVE_MARKERS):
+                total[frame] += int(count_text)
+    if not samples:
+        return []
+    ranked = [(f, round(100.0 * c / samples, 1)) for f, c in total.most_common()]
+    return [(f, pct) for f, pct in ranked if pct < 80.0][:top]
+
+
+async def _latency(bootstrap: str, scale: Scale, rate: int) -> dict[str, Any]:
+    users = max(1, int(rate * scale.latency_seconds))
+    spec = LoadSpec(
+        users=users,
+        events=scale.latency_events,
+        capacity=max(1, users // scale.latency_events),
+        duplicate_rate=0.0,
+        profile="rate",
+        rate=float(rate),
+        timeout=scale.latency_timeout,
+        seed=rate,
+        run_id=f"lat{rate}-{uuid.uuid4().hex[:6]}",
+    )
+    report = await run_loadgen(
+        spec, broker_url=bootstrap, topic_prefix=EVENTPRO_PREFIX, progress=False
+    )
+    data = report.to_dict()
+    latency = data["latency_ms"]["decision"]
+    return {
+        "offered_per_s": rate,
+        "requests": users,
+        "achieved_send_per_s": data["sent"]["rate_per_s"],
+        "p50_ms": latency["p50_ms"],
+        "p95_ms": latency["p95_ms"],
+        "p99_ms": latency["p99_ms"],
+        "max_ms": latency["max_ms"],
+        "timed_out": report.timed_out,
+        "invariants": {
+            "ok": report.outcomes.no_oversell and report.outcomes.one_outcome_per_request,
+            "no_oversell": report.outcomes.no_oversell,
+            "one_outcome_per_request": report.outcomes.one_outcome_per_request,
+            "every_request_decided": report.outcomes.every_request_decided,
+            "decided": report.outcomes.decided,
+            "expected": report.outcomes.expected,
+            "violations": list(report.outcomes.violations),
+        },
+    }
+
+
+def _phase1_spec(scale: Scale, run_id: str) -> LoadSpec:
+    return LoadSpec(
+        users=scale.requests,
+        events=scale.events,
+        capacity=scale.capacity,
+        duplicate_rate=scale.duplicate_rate,
+        resubmit_delay=0.0,
+        profile="all",
+        seed=7,
+        run_id=run_id,
+    )
+
+
+def _eventpro_env(app_id: str) -> dict[str, str]:
+    return {
+        "EVENTPRO_APP_ID": app_id,
+        "EVENTPRO_TOPIC_PREFIX": EVENTPRO_PREFIX,
+        "EVENTPRO_PARTITIONS": str(PARTITIONS),
+        "EVENTPRO_LOG_LEVEL": "WARNING",
+        "EVENTPRO_GATEWAY_LATENCY_DISTRIBUTION": "fixed",
+        "EVENTPRO_GATEWAY_LATENCY_MS_MIN": str(GATEWAY_LATENCY_MS),
+        "EVENTPRO_GATEWAY_LATENCY_MS_MAX": str(GATEWAY_LATENCY_MS),
+        "EVENTPRO_GATEWAY_DECLINE_RATE": "0",
+    }
+
+
+def _naive_worker(bootstrap: str, base: Path) -> ManagedProcess:
+    from bench.baseline_naive import READY_PREFIX
+
+    env = {
+        **os.environ,
+        "BENCH_NAIVE_BROKER": f"kafka://{bootstrap}",
+        "BENCH_NAIVE_APP_ID": f"naive-{uuid.uuid4().hex[:6]}",
+        "BENCH_NAIVE_INPUT": f"{NAIVE_PREFIX}{TICKET_REQUESTS}",
+        "BENCH_NAIVE_OUTPUT": f"{NAIVE_PREFIX}{RESERVATIONS}",
+        "BENCH_NAIVE_PARTITIONS": str(PARTITIONS),
+        "BENCH_NAIVE_DATADIR": str(base / "naive-data"),
+        "BENCH_NAIVE_WEB_PORT": str(free_port()),
+        "BENCH_NAIVE_LOG_LEVEL": "WARNING",
+    }
+    proc = ManagedProcess(
+        [sys.executable, "-m", "bench.baseline_naive"],
+        ready_prefix=READY_PREFIX,
+        log_path=base / "naive.log",
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    proc.name = "naive baseline"
+    return proc
+
+
+async def run_benchmark(
+    scale_name: str, base: Path, profile_out: Path | None, skip: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The phases not in ``skip`` (``saga``, ``latency``) on a fresh broker under ``base``."""
+    scale = SCALES[scale_name]
+    broker = BrokerProcess(
+        base / "broker",
+        log_path=base / "broker.log",
+        log_level="WARNING",
+        extra_args=("--initial-rebalance-delay-ms", "300"),
+    )
+    results: dict[str, Any] = {}
+    with broker:
+        bootstrap = broker.bootstrap
+        run_id = uuid.uuid4().hex[:6]
+        plan = build_plan(_phase1_spec(scale, run_id))
+
+        print(f"phase 1: pre-producing {len(plan.sends):,} submissions", flush=True)
+        results["preproduce_s"] = round(await _preproduce(bootstrap, EVENTPRO_PREFIX, plan), 2)
+        worker = WorkerProcess(
+            broker=bootstrap,
+            web_port=free_port(),
+            data_dir=base / "eventpro-worker",
+            log_path=base / "eventpro-worker.log",
+            env=_eventpro_env(f"bench-eventpro-{run_id}"),
+        )
+        try:
+            stage, saga = await _stage(
+                bootstrap=bootstrap,
+                broker=broker,
+                worker=worker,
+                plan=plan,
+                prefix=EVENTPRO_PREFIX,
+                scale=scale,
+                saga="saga" not in skip,
+                profile_out=profile_out,
+            )
+            results["reservation_stage"] = asdict(stage)
+            results["full_saga"] = asdict(saga) if saga else None
+            print(f"phase 1: {stage.requests_per_s:,.0f} requests/s", flush=True)
+            latency = []
+            for rate in () if "latency" in skip else scale.latency_rates:
+                print(f"phase 3: latency at {rate:,} requests/s offered", flush=True)
+                latency.append(await _latency(bootstrap, scale, rate))
+            results["latency"] = latency
+            results["eventpro_worker_peak_rss_mb"] = (
+                round(peak_rss_mb(worker.pid), 1) if worker.pid else None
+            )
+        finally:
+            worker.stop(timeout=15)
+
+        naive_plan = build_plan(_phase1_spec(scale, run_id))
+        print(f"phase 4: naive baseline on {len(naive_plan.sends):,} submissions", flush=True)
+        await _preproduce(bootstrap, NAIVE_PREFIX, naive_plan)
+        naive = _naive_worker(bootstrap, base)
+        try:
+            baseline, _ = await _stage(
+                bootstrap=bootstrap,
+                broker=broker,
+                worker=naive,
+                plan=naive_plan,
+                prefix=NAIVE_PREFIX,
+                scale=scale,
+                saga=False,
+                profile_out=None,
+            )
+        finally:
+            naive.stop(timeout=15)
+        results["naive_baseline"] = asdict(baseline)
+        ratio = stage.requests_per_s / baseline.requests_per_s if baseline.requests_per_s else 0
+        results["ratio_eventpro_to_baseline"] = round(ratio, 2)
+    checks = [results["reservation_stage"]["invariants"], results["naive_baseline"]["invariants"]]
+    checks += [entry["invariants"] for entry in results["latency"]]
+    if results["full_saga"] and results["full_saga"]["available"]:
+        checks.append(results["full_saga"]["invariants"])
+    results["invariants_ok"] = all(check["ok"] for check in checks)
+    return results
+
+
+def _fmt(value: Any, spec: str = ",.0f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    r = data["results"]
+    stage, naive, saga = r["reservation_stage"], r["naive_baseline"], r["full_saga"]
+    scale = data["scale"]
+    lines = [
+        f"# EventPro pipeline benchmark ({data['scale_name']})",
+        "",
+        f"Command: `{data['command']}`  ",
+        f"Date: {data['date']}  ",
+        f"Workload: {scale['requests']:,} ticket requests (+{scale['duplicate_rate']:.0%} "
+        f"resubmissions) across {scale['events']} events of {scale['capacity']:,} seats, "
+        "quantity mix 1:50,2:30,4:20, keyed by event_id, 4 partitions. Broker (embedded, "
+        "own process) and one worker process on this machine, EVENTPRO_LOG_LEVEL=WARNING.",
+        "",
+        f"Invariants (no oversell, one outcome per request) in every phase: "
+        f"**{'ok' if r['invariants_ok'] else 'VIOLATED'}**",
+        "",
+        "## 1. Reservation stage (pre-produced requests, one worker)",
+        "",
+        "| implementation | requests/s | seconds | worker CPU s | CPU µs/request | peak RSS MiB "
+        "| broker CPU s | invariants |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, s in (("EventPro", stage), ("naive Faust baseline", naive)):
+        lines.append(
+            f"| {name} | {_fmt(s['requests_per_s'])} | {_fmt(s['seconds'], '.2f')} | "
+            f"{_fmt(s['worker_cpu_s'], '.1f')} | {_fmt(s['cpu_us_per_request'])} | "
+            f"{_fmt(s['peak_rss_mb'])} | {_fmt(s['broker_cpu_s'], '.1f')} | "
+            f"{'ok' if s['invariants']['ok'] else 'VIOLATED'} |"
+        )
+    lines += [
+        "",
+        f"Ratio EventPro / baseline: **{r['ratio_eventpro_to_baseline']:.2f}x**. "
+        "Seconds are first to last decision (outcome `occurred_at`); CPU is the worker "
+        "process's user+system time from ready until all were decided (EventPro's worker "
+        "also runs the payment saga, notifications and analytics on the same records).",
+        "",
+        "Decisions (EventPro): " + ", ".join(f"{k} {v:,}" for k, v in stage["decisions"].items()),
+        "",
+        f"## 2. Full saga (request -> OrderConfirmed, gateway fixed {GATEWAY_LATENCY_MS:.0f} ms)",
+        "",
+    ]
+    if saga and saga["available"]:
+        lines += [
+            "| requests/s | confirmed orders/s | seconds | confirmed | released | worker CPU s "
+            "| status | invariants |",
+            "|---:|---:|---:|---:|---:|---:|---|---|",
+            f"| {_fmt(saga['requests_per_s'])} | {_fmt(saga['orders_per_s'])} | "
+            f"{_fmt(saga['seconds'], '.2f')} | {saga['confirmed']:,} | {saga['released']:,} | "
+            f"{_fmt(saga['worker_cpu_s'], '.1f')} | {saga['note']} | "
+            f"{'ok' if saga['invariants']['ok'] else 'VIOLATED'} |",
+            "",
+            "Same run as phase 1: seconds from the first decision to the last OrderConfirmed.",
+        ]
+    else:
+        lines.append(saga["note"] if saga else "not measured in this run (--skip saga)")
+    lines += [
+        "",
+        "## 3. Decision latency at fixed offered rates",
+        "",
+        "Send (producer append) to outcome `occurred_at`; the load generator produces and "
+        "reads outcomes in the benchmark process while the worker runs.",
+        "",
+        "| offered/s | achieved send/s | requests | p50 ms | p95 ms | p99 ms | max ms "
+        "| invariants |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for entry in r["latency"]:
+        lines.append(
+            f"| {entry['offered_per_s']:,} | {_fmt(entry['achieved_send_per_s'])} | "
+            f"{entry['requests']:,} | {_fmt(entry['p50_ms'], '.1f')} | "
+            f"{_fmt(entry['p95_ms'], '.1f')} | {_fmt(entry['p99_ms'], '.1f')} | "
+            f"{_fmt(entry['max_ms'], '.1f')} | "
+            + ("ok" if entry["invariants"]["ok"] else "VIOLATED")
+            + (
+                f" (timed out: {entry['invariants']['decided']:,} of "
+                f"{entry['invariants']['expected']:,} decided)"
+                if entry["timed_out"]
+                else ""
+            )
+            + " |"
+        )
+    if data.get("profile"):
+        lines += [
+            "",
+            "## Where the worker's time goes (py-spy, phase 1)",
+            "",
+            "| function | self % | total % |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| `{name}` | {own} | {tot} |" for name, own, tot in data["profile"]]
+    if data.get("profile_inclusive"):
+        lines += [
+            "",
+            "Inclusive time of EventPro, Faust and Kafka-client functions (% of samples):",
+            "",
+            "| function | total % |",
+            "|---|---:|",
+        ]
+        lines += [f"| `{name}` | {tot} |" for name, tot in data["profile_inclusive"]]
+    m = data["machine"]
+    if data.get("note"):
+        lines += ["", f"Note: {data['note']}"]
+    lines += [
+        "",
+        "## Machine",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, "
+        f"Python {m['python']}, EventPro {m['eventpro_commit']}, "
+        f"load average at the end {m.get('load_average_at_end', 'n/a')}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(
+    out: Path,
+    scale_name: str,
+    results: dict[str, Any],
+    profile: Path | None,
+    skip: frozenset[str] = frozenset(),
+) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {
+        "benchmark": "pipeline",
+        "scale_name": scale_name,
+        "scale": asdict(SCALES[scale_name]),
+        "command": "python -m bench.pipeline " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine_facts(),
+        "results": results,
+        "skipped": sorted(skip),
+        "profile": summarise_profile(profile) if profile and profile.exists() else None,
+        "profile_inclusive": inclusive_profile(profile) if profile and profile.exists() else None,
+    }
+    (out / f"pipeline-{scale_name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    md = out / f"pipeline-{scale_name}.md"
+    md.write_text(render_markdown(data))
+    return md
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--profile-worker",
+        action="store_true",
+        help="py-spy the EventPro worker during phase 1 (needs py-spy).",
+    )
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="Comma-separated phases to leave out: saga, latency (for quick full-scale runs).",
+    )
+    args = parser.parse_args(argv)
+    skip = frozenset(part.strip() for part in args.skip.split(",") if part.strip())
+    if not skip <= {"saga", "latency"}:
+        parser.error(f"--skip takes saga and/or latency, got {args.skip!r}")
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        profile = Path(tmp) / "worker-profile.txt" if args.profile_worker else None
+        results = asyncio.run(run_benchmark(args.scale, Path(tmp), profile, skip))
+        md = write_report(args.out, args.scale, results, profile, skip)
+        if profile is not None and profile.exists():
+            shutil.copy(profile, args.out / f"pipeline-{args.scale}-profile.txt")
+    print(md.read_text())
+    if not results["invariants_ok"]:
+        raise SystemExit("invariants violated; see the report")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The notifications agent: one notification per terminal outcome, never two.
+
+Reads ``reservations`` (``RequestRejected``, ``SeatsReleased``) and ``orders``
+(``OrderConfirmed``), both keyed by event_id, and keeps its dedup record in the
+``notifications-sent`` table (``event_id/request_id`` -> notification_id), co-partitioned with
+those topics and written only by this agent (concurrency 1). See :mod:`eventpro.notify`.
+
+Undecodable records on ``orders`` go to the DLQ; on ``reservations`` the payments agent
+dead-letters them already, so this agent only logs and skips them (one dead letter per record).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from faust.types import EventT
+
+from eventpro.agents.channels import declare_topics, notifications_input, orders_topic
+from eventpro.agents.output import send, send_raw
+from eventpro.agents.payments import raw_record
+from eventpro.app import app
+from eventpro.notify import NotificationProcessor, NotificationSink, SimulatedSink
+from eventpro.payments import get_payment_settings
+from eventpro.retry import dead_letter_record
+from eventpro.schemas import SchemaError, decode
+from eventpro.settings import get_settings
+
+__all__ = (
+    "AGENT_NAME",
+    "NOTIFICATIONS_TABLE",
+    "handle_event",
+    "notifications_agent",
+    "notifications_table",
+    "processor",
+    "set_sink",
+)
+
+logger = logging.getLogger(__name__)
+
+AGENT_NAME = "eventpro.agents.notifications"
+NOTIFICATIONS_TABLE = "notifications-sent"
+
+_settings = get_settings()
+_payment_settings = get_payment_settings()
+
+
+def _store_options() -> dict[str, object]:
+    return {"driver": "rocksdict"} if app.conf.store.scheme == "rocksdb" else {}
+
+
+notifications_table = app.Table(
+    NOTIFICATIONS_TABLE,
+    key_type=str,
+    value_type=str,
+    partitions=_settings.partitions,
+    changelog_topic=app.topic(
+        f"{app.conf.id}-{NOTIFICATIONS_TABLE}-changelog",
+        key_type=str,
+        value_type=str,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=_settings.partitions,
+        compacting=True,
+        deleting=True,
+        retention=_settings.dedup_ttl_seconds,
+        internal=True,
+    ),
+    options=_store_options(),
+    help="event_id/request_id -> notification_id: requests already notified",
+)
+notifications_table.key_serializer = "raw"
+notifications_table.value_serializer = "raw"
+
+processor = NotificationProcessor(
+    notifications_table,
+    SimulatedSink(_payment_settings.notifications_log),
+    channel=_payment_settings.notification_channel,
+)
+
+
+def set_sink(sink: NotificationSink) -> None:
+    """Send notifications through ``sink`` (a real provider, or a test double)."""
+    processor.sink = sink
+
+
+async def handle_event(event: EventT) -> str:
+    """Notify for one record; returns a short label of what happened."""
+    record = raw_record(event)
+    try:
+        envelope = decode(record.value)
+    except SchemaError as exc:
+        if record.topic != orders_topic.get_topic_name():
+            logger.debug("skipping unreadable %s (the payments agent dead-letters it)", record)
+            return "skipped"
+        logger.warning("record %s sent to the DLQ: %s", record, exc)
+        await send_raw(
+            [
+                dead_letter_record(
+                    record, reason=exc.reason.value, error=str(exc), agent=AGENT_NAME, attempts=1
+                )
+            ]
+        )
+        return "dlq"
+    outgoing = await processor.handle(envelope)
+    await send(outgoing)
+    return "notified" if outgoing else "ignored"
+
+
+@app.agent(notifications_input, name=AGENT_NAME, concurrency=1)
+async def notifications_agent(stream: faust.StreamT[bytes]) -> None:
+    """Send one notification per terminal outcome."""
+    await declare_topics()
+    async for event in stream.events():
+        try:
+            await handle_event(event)
+        except Exception as exc:  # a bug must not stop the partition: park the record
+            record = raw_record(event)
+            logger.exception("unexpected error on %s; sending it to the DLQ", record)
+            await send_raw(
+                [
+                    dead_letter_record(
+                        record,
+                        reason="unexpected_error",
+                        error=repr(exc),
+                        agent=AGENT_NAME,
+                        attempts=1,
+                    )
+                ]
+            )

@@ -1,0 +1,37 @@
+"""The pipeline benchmark runs end to end at the tiny scale, and every phase keeps the invariants.
+
+Not a timed test: it proves the harness works (broker, EventPro worker, naive baseline,
+load generator, report files), whatever the figures are.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.pipeline import SCALES, main
+
+
+def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> None:
+    scale = SCALES["tiny"]
+    main(["--scale", "tiny", "--out", str(tmp_path)])
+
+    data = json.loads((tmp_path / "pipeline-tiny.json").read_text())
+    results = data["results"]
+    assert results["invariants_ok"] is True
+    for stage in ("reservation_stage", "naive_baseline"):
+        assert results[stage]["decided"] == scale.requests
+        assert results[stage]["requests_per_s"] > 0
+        assert results[stage]["peak_rss_mb"] > 0
+        assert results[stage]["invariants"]["no_oversell"] is True
+        assert results[stage]["invariants"]["one_outcome_per_request"] is True
+    assert results["ratio_eventpro_to_baseline"] > 0
+    assert [entry["offered_per_s"] for entry in results["latency"]] == list(scale.latency_rates)
+    assert all(entry["invariants"]["ok"] for entry in results["latency"])
+    assert results["full_saga"]["available"] in (True, False)
+    assert data["machine"]["versions"]["faust-streaming"]
+
+    markdown = (tmp_path / "pipeline-tiny.md").read_text()
+    assert "## 1. Reservation stage" in markdown
+    assert "| EventPro |" in markdown
+    assert "| naive Faust baseline |" in markdown

@@ -1,0 +1,182 @@
+"""The inventory side of the saga without Faust: captures, declines, late captures, replays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from eventpro.agents.processing import Coordinates, Outgoing
+from eventpro.agents.saga import SagaInventoryProcessor
+from eventpro.domain import Status
+from eventpro.schemas import (
+    Envelope,
+    EventCreated,
+    HoldExpiryTick,
+    OrderConfirmed,
+    PaymentCaptured,
+    PaymentDeclined,
+    RefundRequested,
+    SeatsReleased,
+    SeatsReserved,
+    TicketRequested,
+    TicketRequestedV1,
+    decode,
+    encode,
+)
+from eventpro.tables.expiry import HoldExpiryIndex
+from eventpro.tables.state import TicketingState
+from eventpro.topics import partition_for_key
+
+PARTITIONS = 4
+TTL_MS = 1_000
+
+
+@dataclass
+class Clock:
+    now: int = 1_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def _setup(capacity: int = 3) -> tuple[SagaInventoryProcessor, Clock, TicketingState]:
+    state = TicketingState({}, {}, {}, {})
+    clock = Clock()
+    processor = SagaInventoryProcessor(
+        state,
+        HoldExpiryIndex(PARTITIONS),
+        partitions=PARTITIONS,
+        hold_ttl_ms=TTL_MS,
+        max_quantity=10,
+        clock_ms=clock,
+    )
+    created = EventCreated(
+        event_id="ev", name="Show", capacity=capacity, price_cents=500, max_per_user=10
+    )
+    processor.handle(Envelope.new(created, source="t"), _at("ticket-requests"))
+    return processor, clock, state
+
+
+def _at(topic: str) -> Coordinates:
+    return Coordinates(topic, partition_for_key(b"ev", PARTITIONS), 0)
+
+
+def _reserve(processor: SagaInventoryProcessor, request_id: str, qty: int = 2) -> Envelope:
+    request = TicketRequested(event_id="ev", request_id=request_id, user_id="u1", quantity=qty)
+    [out] = processor.handle(
+        Envelope.new(request, source="t", correlation_id=f"corr-{request_id}"),
+        _at("ticket-requests"),
+    )
+    assert isinstance(out.envelope.data, SeatsReserved)
+    return out.envelope
+
+
+def _captured(reserved: Envelope) -> Envelope:
+    hold = reserved.data
+    assert isinstance(hold, SeatsReserved)
+    return reserved.caused(PaymentCaptured.from_hold(hold, "pay-1"))
+
+
+def _kinds(out: list[Outgoing]) -> list[tuple[str, str]]:
+    return [(o.topic, o.envelope.event_type) for o in out]
+
+
+def test_capture_sells_the_held_seats_and_confirms_the_order() -> None:
+    processor, _, state = _setup()
+    reserved = _reserve(processor, "r1")
+    out = processor.handle(_captured(reserved), _at("payments"))
+    assert _kinds(out) == [("orders", "OrderConfirmed")]
+    order = out[0].envelope.data
+    assert isinstance(order, OrderConfirmed) and len(order.ticket_ids) == 2
+    assert out[0].envelope.correlation_id == "corr-r1"
+    inventory = state.inventory("ev")
+    assert inventory is not None and (inventory.held, inventory.sold) == (0, 2)
+    status = state.status("ev", "r1")
+    assert status is not None and status.status is Status.CONFIRMED
+    assert status.ticket_ids == order.ticket_ids
+    # A redelivered capture writes nothing and re-emits the same order.
+    again = processor.handle(_captured(reserved), _at("payments"))
+    assert [o.envelope.event_id for o in again] == [out[0].envelope.event_id]
+    inventory = state.inventory("ev")
+    assert inventory is not None and inventory.sold == 2
+
+
+def test_decline_releases_the_seats_once() -> None:
+    processor, _, state = _setup()
+    reserved = _reserve(processor, "r1")
+    hold = reserved.data
+    assert isinstance(hold, SeatsReserved)
+    declined = reserved.caused(PaymentDeclined.from_hold(hold))
+    out = processor.handle(declined, _at("payments"))
+    assert _kinds(out) == [("reservations", "SeatsReleased")]
+    released = out[0].envelope.data
+    assert isinstance(released, SeatsReleased) and released.reason.value == "payment_declined"
+    inventory = state.inventory("ev")
+    assert inventory is not None and (inventory.held, inventory.sold) == (0, 0)
+    assert state.user_tickets("ev", "u1") == 0
+    again = processor.handle(declined, _at("payments"))
+    assert [o.envelope.event_id for o in again] == [out[0].envelope.event_id]
+
+
+def test_capture_after_the_hold_expired_is_refunded_not_sold() -> None:
+    processor, clock, state = _setup(capacity=2)
+    reserved = _reserve(processor, "r1", qty=2)
+    clock.now += TTL_MS + 1
+    out = processor.handle(_captured(reserved), _at("payments"))
+    assert _kinds(out) == [("reservations", "SeatsReleased"), ("reservations", "RefundRequested")]
+    refund = out[1].envelope.data
+    assert isinstance(refund, RefundRequested) and refund.amount_cents == 1000
+    inventory = state.inventory("ev")
+    assert inventory is not None and (inventory.held, inventory.sold) == (0, 0)
+    status = state.status("ev", "r1")
+    assert status is not None and status.status is Status.FAILED and status.refunded
+
+
+def test_capture_after_the_tick_released_the_hold_refunds_without_overselling() -> None:
+    processor, clock, state = _setup(capacity=2)
+    late = _reserve(processor, "r1", qty=2)
+    clock.now += TTL_MS + 1
+    tick = HoldExpiryTick(partition=_at("x").partition, now_ms=clock.now)
+    released = processor.handle(Envelope.new(tick, source="t"), _at("inventory-ticks"))
+    assert _kinds(released) == [("reservations", "SeatsReleased")]
+    _reserve(processor, "r2", qty=2)  # the seats went to someone else
+    out = processor.handle(_captured(late), _at("payments"))
+    assert _kinds(out) == [("reservations", "RefundRequested")]
+    inventory = state.inventory("ev")
+    assert inventory is not None
+    assert inventory.held + inventory.sold <= inventory.capacity
+    assert (inventory.held, inventory.sold) == (2, 0)
+    # A redelivered late capture asks for the same refund again (the gateway refunds once).
+    again = processor.handle(_captured(late), _at("payments"))
+    assert [o.envelope.event_id for o in again] == [out[0].envelope.event_id]
+
+
+def test_ticket_requested_v1_and_v2_are_accepted_side_by_side() -> None:
+    processor, _, state = _setup(capacity=5)
+    v1 = {
+        "event_type": "TicketRequested",
+        "schema_version": 1,
+        "event_id": "legacy-envelope-1",
+        "occurred_at": "2025-05-01T12:00:00Z",
+        "source": "old-box-office",
+        "data": {"event": "ev", "user": "u9", "qty": 2},
+    }
+    legacy = decode(orjson.dumps(v1))
+    assert (
+        isinstance(legacy.data, TicketRequested) and legacy.data.request_id == "legacy-envelope-1"
+    )
+    assert TicketRequestedV1.SCHEMA_VERSION == 1
+    current = decode(
+        encode(
+            Envelope.new(
+                TicketRequested(event_id="ev", request_id="new-1", user_id="u8", quantity=3),
+                source="web-shop",
+            )
+        )
+    )
+    outs = [processor.handle(env, _at("ticket-requests")) for env in (legacy, current)]
+    assert [o[0].envelope.event_type for o in outs] == ["SeatsReserved", "SeatsReserved"]
+    assert outs[0][0].envelope.correlation_id == "legacy-envelope-1"
+    inventory = state.inventory("ev")
+    assert inventory is not None and inventory.held == 5

@@ -1,0 +1,137 @@
+"""SimulatedGateway: idempotency, seeded rates, scripted failures, timeouts, refunds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from eventpro.payments import (
+    ChargeStatus,
+    GatewayOptions,
+    PaymentTimeout,
+    SimulatedGateway,
+    TransientPaymentError,
+)
+from eventpro.payments.gateway import with_timeout
+
+FAST = {"latency_distribution": "fixed", "latency_ms_min": 0.0}
+
+
+async def test_charging_twice_with_one_key_charges_once() -> None:
+    gateway = SimulatedGateway(GatewayOptions(**FAST, seed=1))
+    first = await gateway.charge(idempotency_key="res-1", amount_cents=500, customer_id="u1")
+    again = await gateway.charge(idempotency_key="res-1", amount_cents=999, customer_id="u1")
+    assert first.status is ChargeStatus.CAPTURED and first.payment_id
+    assert again == first
+    assert list(gateway.charges) == ["res-1"]
+    assert gateway.captured_cents == 500
+
+
+async def test_concurrent_charges_with_one_key_charge_once() -> None:
+    gateway = SimulatedGateway(GatewayOptions(latency_distribution="fixed", latency_ms_min=20))
+    results = await asyncio.gather(
+        *(
+            gateway.charge(idempotency_key="res-c", amount_cents=100, customer_id="u")
+            for _ in range(10)
+        )
+    )
+    assert len({r.payment_id for r in results}) == 1
+    assert gateway.captured_cents == 100
+
+
+async def _outcomes(seed: int, n: int = 400) -> list[str]:
+    gateway = SimulatedGateway(
+        GatewayOptions(**FAST, decline_rate=0.25, transient_error_rate=0.1, seed=seed)
+    )
+    out = []
+    for i in range(n):
+        try:
+            result = await gateway.charge(idempotency_key=f"k{i}", amount_cents=1, customer_id="u")
+            out.append(result.status.value)
+        except TransientPaymentError:
+            out.append("transient")
+    return out
+
+
+async def test_seeded_rates_are_reproducible_and_close_to_configured() -> None:
+    first, second = await _outcomes(7), await _outcomes(7)
+    assert first == second
+    assert first != await _outcomes(8)
+    assert 0.18 < first.count("declined") / len(first) < 0.32
+    assert 0.05 < first.count("transient") / len(first) < 0.15
+
+
+async def test_transient_failure_records_nothing_and_retry_can_succeed() -> None:
+    gateway = SimulatedGateway(GatewayOptions(**FAST))
+    with pytest.raises(TransientPaymentError, match="attempt 1"):
+        await gateway.charge(idempotency_key="r", amount_cents=10, customer_id="flaky-1")
+    assert gateway.charges == {}
+    result = await gateway.charge(idempotency_key="r", amount_cents=10, customer_id="flaky-1")
+    assert result.captured
+
+
+async def test_flaky_n_fails_the_first_n_calls() -> None:
+    gateway = SimulatedGateway(GatewayOptions(**FAST))
+    for _ in range(2):
+        with pytest.raises(TransientPaymentError):
+            await gateway.charge(idempotency_key="f", amount_cents=1, customer_id="flaky2-u")
+    result = await gateway.charge(idempotency_key="f", amount_cents=1, customer_id="flaky2-u")
+    assert result.captured
+
+
+async def test_scripted_decline_and_permanent_outage() -> None:
+    gateway = SimulatedGateway(GatewayOptions(**FAST))
+    declined = await gateway.charge(idempotency_key="d", amount_cents=10, customer_id="decline-x")
+    assert declined.status is ChargeStatus.DECLINED and declined.payment_id is None
+    for _ in range(3):
+        with pytest.raises(TransientPaymentError):
+            await gateway.charge(idempotency_key="t", amount_cents=10, customer_id="transient-x")
+
+
+async def test_scripts_off_means_prefixes_are_ordinary_customers() -> None:
+    gateway = SimulatedGateway(GatewayOptions(**FAST, scripted=False))
+    result = await gateway.charge(idempotency_key="d", amount_cents=10, customer_id="decline-x")
+    assert result.captured
+
+
+async def test_hanging_call_times_out_but_retry_returns_the_capture() -> None:
+    gateway = SimulatedGateway(GatewayOptions(**FAST, hang_seconds=60))
+    call = gateway.charge(idempotency_key="h", amount_cents=70, customer_id="hang-1")
+    with pytest.raises(PaymentTimeout, match="retrying with the same idempotency key is safe"):
+        await with_timeout(call, 0.05, "charge of h")
+    retry = await with_timeout(
+        gateway.charge(idempotency_key="h", amount_cents=70, customer_id="hang-1"), 1.0, "h"
+    )
+    assert retry.captured
+    assert gateway.captured_cents == 70
+
+
+async def test_refund_is_idempotent() -> None:
+    gateway = SimulatedGateway(GatewayOptions(**FAST))
+    charge = await gateway.charge(idempotency_key="r", amount_cents=300, customer_id="u")
+    assert charge.payment_id is not None
+    first = await gateway.refund(
+        idempotency_key="r", payment_id=charge.payment_id, amount_cents=300
+    )
+    again = await gateway.refund(
+        idempotency_key="r", payment_id=charge.payment_id, amount_cents=300
+    )
+    assert first == again
+    assert gateway.captured_cents == 0
+
+
+@pytest.mark.parametrize("distribution", ["fixed", "uniform", "exponential"])
+async def test_latency_distributions_stay_at_or_above_the_minimum(distribution: str) -> None:
+    gateway = SimulatedGateway(
+        GatewayOptions(
+            latency_distribution=distribution, latency_ms_min=2, latency_ms_max=6, seed=3
+        )  # type: ignore[arg-type]
+    )
+    samples = [gateway._latency_seconds("u") for _ in range(200)]
+    assert min(samples) >= 0.002
+    if distribution == "uniform":
+        assert max(samples) <= 0.006
+    if distribution == "fixed":
+        assert set(samples) == {0.002}
+    assert gateway._latency_seconds("slow-1") == 1.0
