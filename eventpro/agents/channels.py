@@ -28,6 +28,7 @@ from eventpro.topics import (
 )
 
 __all__ = (
+    "combined_input",
     "declare_topics",
     "dlq_topic",
     "inventory_input",
@@ -64,6 +65,19 @@ def _topic(logical: str) -> faust.TopicT:
     )
 
 
+def combined_input(*topics: faust.TopicT) -> faust.TopicT:
+    """One agent's input over several co-partitioned topics (all keyed by event_id)."""
+    return app.topic(
+        *(t.get_topic_name() for t in topics),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=_settings.partitions,
+        internal=True,
+    )
+
+
 ticket_requests_topic = _topic(TICKET_REQUESTS)
 ticks_topic = _topic(INVENTORY_TICKS)
 reservations_topic = _topic(RESERVATIONS)
@@ -73,29 +87,10 @@ orders_topic = _topic(ORDERS)
 notifications_topic = _topic(NOTIFICATIONS)
 retry_topics: dict[str, faust.TopicT] = {logical: _topic(logical) for logical in RETRY_TOPICS}
 
-inventory_input = app.topic(
-    ticket_requests_topic.get_topic_name(),
-    ticks_topic.get_topic_name(),
-    payments_topic.get_topic_name(),
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=_settings.partitions,
-    internal=True,
-)
+inventory_input = combined_input(ticket_requests_topic, ticks_topic, payments_topic)
 """The inventory agent's input: ticket-requests, inventory-ticks and payments, co-partitioned."""
 
-notifications_input = app.topic(
-    reservations_topic.get_topic_name(),
-    orders_topic.get_topic_name(),
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=_settings.partitions,
-    internal=True,
-)
+notifications_input = combined_input(reservations_topic, orders_topic)
 """The notifications agent's input: reservations and orders, both keyed by event_id."""
 
 _BY_LOGICAL: dict[str, faust.TopicT] = {

@@ -14,13 +14,12 @@ from collections.abc import AsyncIterator
 import faust
 from faust.types import EventT
 
-from eventpro.agents.channels import _topic, reservations_topic
+from eventpro.agents.channels import combined_input, orders_topic, reservations_topic
 from eventpro.analytics.facts import fact_from
 from eventpro.analytics.tables import event_time, processor
 from eventpro.app import app
 from eventpro.schemas import SchemaError, decode
 from eventpro.settings import get_settings
-from eventpro.topics import ORDERS
 
 __all__ = ("AGENT_NAME", "analytics_agent", "analytics_input", "handle_event", "orders_topic")
 
@@ -30,18 +29,7 @@ AGENT_NAME = "eventpro.agents.analytics"
 
 _settings = get_settings()
 
-orders_topic = _topic(ORDERS)
-
-analytics_input = app.topic(
-    reservations_topic.get_topic_name(),
-    orders_topic.get_topic_name(),
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=_settings.partitions,
-    internal=True,
-)
+analytics_input = combined_input(reservations_topic, orders_topic)
 """The analytics agent's input: reservations and orders, co-partitioned by event_id."""
 
 

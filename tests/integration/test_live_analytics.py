@@ -16,11 +16,11 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from support.waiting import wait_for
 
 worker = ticketing.worker
 http = ticketing.http
 Worker = ticketing.Worker
-wait_for = ticketing.wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

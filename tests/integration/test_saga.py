@@ -19,13 +19,12 @@ throughout, and the redelivery must change nothing.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import orjson
@@ -33,6 +32,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from support.cluster import WorkerFactory
+from support.waiting import wait_for
 
 from eventpro.dlq import DeadLetterFilter, list_dead_letters, replay_dead_letters
 from eventpro.processes import WorkerProcess
@@ -54,21 +54,6 @@ from eventpro.topics import partition_for_key
 PARTITIONS = 4
 TERMINAL = {"confirmed", "rejected", "failed"}
 PROFILES = ("u", "decline", "flaky", "hang", "u", "flaky2", "transient", "u")
-
-
-T = TypeVar("T")
-
-
-async def wait_for(probe: Callable[[], Awaitable[T | None]], limit: float, what: str) -> T:
-    """Poll ``probe`` until it returns a truthy value; fail after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {limit}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @dataclass

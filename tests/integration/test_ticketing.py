@@ -14,17 +14,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from support.waiting import wait_for
 
 from eventpro.schemas import Envelope, TicketRequested, decode, encode
 
@@ -39,21 +39,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-T = TypeVar("T")
-
-
-async def wait_for(probe: Callable[[], Awaitable[T | None]], limit: float, what: str) -> T:
-    """Poll ``probe`` until it returns a truthy value; fail after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {limit}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
