@@ -145,12 +145,16 @@ def events_create(
 
     from eventpro.client import TicketClient
     from eventpro.exceptions import EventProError
+    from eventpro.security import aiokafka_security_kwargs
 
     settings = _settings(broker_url=broker_url)
 
     async def create() -> str:
         async with TicketClient(
-            settings.broker_url, topic_prefix=settings.topic_prefix, source="eventpro-cli"
+            settings.broker_url,
+            topic_prefix=settings.topic_prefix,
+            source="eventpro-cli",
+            client_options=aiokafka_security_kwargs(settings),
         ) as client:
             return await client.create_event(
                 name,

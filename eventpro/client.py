@@ -16,8 +16,9 @@ and carry the envelope documented in :mod:`eventpro.schemas`. Calls may run conc
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
@@ -64,6 +65,8 @@ class TicketClient:
     :param source: the envelope's ``source``. Default - ``"partner-app"``.
     :param producer: a ready-made producer (tests); by default an ``AIOKafkaProducer`` with
         ``acks="all"``, ``enable_idempotence=True``, ``linger_ms=5``.
+    :param client_options: extra ``AIOKafkaProducer`` arguments, e.g.
+        ``eventpro.security.aiokafka_security_kwargs(settings)`` for a TLS/SASL cluster.
     """
 
     def __init__(
@@ -73,8 +76,10 @@ class TicketClient:
         topic_prefix: str = "",
         source: str = "partner-app",
         producer: Producer | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = _bootstrap(bootstrap)
+        self.client_options = dict(client_options or {})
         self.topic = f"{topic_prefix}{TICKET_REQUESTS}"
         self.source = source
         self._producer: Producer | None = producer
@@ -101,6 +106,7 @@ class TicketClient:
                 enable_idempotence=True,
                 linger_ms=5,
                 client_id=self.source,
+                **self.client_options,
             )
         await self._producer.start()
         self._started = True

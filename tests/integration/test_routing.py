@@ -69,3 +69,21 @@ async def test_any_worker_answers_for_every_event(worker_factory: WorkerFactory)
             two = await get_json(http, second.url + url)
             assert one == two
             assert one[0] == 200 and one[1]["status"] == "confirmed"
+
+        # /api/v1/stats gathers every worker's events: both answer with all of them.
+        async def stats_complete() -> list[Any] | None:
+            answers = [
+                await get_json(http, f"{w.url}/api/v1/stats?window=60") for w in (first, second)
+            ]
+            if any(code != 200 or body["partial"] for code, body in answers):
+                return None
+            if any(not set(event_ids) <= set(body["events"]) for _, body in answers):
+                return None
+            if any(body["totals"]["sold"] < 3 * EVENTS for _, body in answers):
+                return None
+            return answers
+
+        answers = await until(stats_complete, 30, "stats gathered across both workers")
+        owners = [{w["worker"] for w in body["workers"]} for _, body in answers]
+        assert owners[0] == owners[1] and len(owners[0]) == 2
+        assert answers[0][1]["totals"]["sold"] == answers[1][1]["totals"]["sold"] == 3 * EVENTS
