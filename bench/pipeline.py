@@ -676,6 +676,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         "| invariants |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    if not r["latency"]:
+        lines.append("| not measured in this run (--skip latency) | | | | | | | |")
     for entry in r["latency"]:
         lines.append(
             f"| {entry['offered_per_s']:,} | {_fmt(entry['achieved_send_per_s'])} | "
