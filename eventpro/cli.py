@@ -297,6 +297,93 @@ def dlq_replay(
     typer.echo(f"{verb} {report.replayed} record(s) ({by_topic})")
 
 
+@app.command()
+def chaos(
+    requests: Annotated[int, typer.Option(min=5, help="Distinct ticket requests.")] = 2_000,
+    events: Annotated[int, typer.Option(min=1, help="Events on sale.")] = 8,
+    workers: Annotated[
+        int, typer.Option(min=1, max=16, help="Workers at the start (one more joins).")
+    ] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the load and the faults.")] = 1,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of every topic.")] = 4,
+    capacity: Annotated[
+        int, typer.Option(min=0, help="Seats per event (0: 70% of the seats asked for).")
+    ] = 0,
+    duplicate_rate: Annotated[
+        float, typer.Option(help="Share of requests and saga records delivered twice.")
+    ] = 0.1,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated, in order: kill-worker, join-worker, kill-broker, duplicates."
+        ),
+    ] = "kill-worker,join-worker,kill-broker,duplicates",
+    hold_ttl: Annotated[float, typer.Option(help="Hold TTL of the workers in seconds.")] = 8.0,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every request to finish.")
+    ] = 300.0,
+    heal: Annotated[
+        bool,
+        typer.Option(
+            help="SIGKILL+restart workers that hang in a rebalance after the broker restart."
+        ),
+    ] = True,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Where processes keep data and logs (default: a temp dir)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json-out", help="Also write the report as JSON here.")
+    ] = None,
+) -> None:
+    """Run an on-sale under SIGKILLs, a rebalance, a broker restart and duplicate deliveries.
+
+    Starts its own broker and workers, checks DESIGN.md's invariants from the topics and the
+    API, prints the report. Exits 1 when the load did not drain or an invariant failed.
+    """
+    import asyncio
+    import tempfile
+
+    from eventpro.chaos import ChaosError, ChaosSpec, run_chaos
+    from eventpro.logconfig import configure_logging
+
+    configure_logging("WARNING")
+    try:
+        spec = ChaosSpec(
+            requests=requests,
+            events=events,
+            workers=workers,
+            seed=seed,
+            partitions=partitions,
+            capacity=capacity,
+            duplicate_rate=duplicate_rate,
+            faults=tuple(f.strip() for f in faults.split(",") if f.strip()),  # type: ignore[misc]
+            hold_ttl_seconds=hold_ttl,
+            drain_timeout=drain_timeout,
+            heal_stuck_workers=heal,
+        ).validate()
+    except ChaosError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+    def say(text: str) -> None:
+        typer.echo(text, err=True)
+
+    with tempfile.TemporaryDirectory(prefix="eventpro-chaos-") as tmp:
+        base = data_dir or Path(tmp)
+        try:
+            report = asyncio.run(run_chaos(spec, base, say=say))
+        except ChaosError as exc:
+            typer.echo(f"chaos: {exc} (logs in {base})", err=True)
+            raise typer.Exit(2) from exc
+    typer.echo(report.render_text())
+    if json_out is not None:
+        report.write_json(json_out)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
