@@ -6,18 +6,13 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from support.cluster import free_port
 
 
 def http_json(method: str, url: str, body: dict[str, object] | None = None) -> dict[str, object]:

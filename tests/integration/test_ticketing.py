@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -24,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from support.cluster import free_port
 from support.waiting import wait_for
 
 from eventpro.schemas import Envelope, TicketRequested, decode, encode
@@ -33,12 +33,6 @@ CAPACITY = 1_000
 DISTINCT = 3_000
 VIA_HTTP = 500
 DUPLICATES = 500
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from support.cluster import free_port
 
 from eventpro.broker.process import BrokerProcess
 
 APP = Path(__file__).with_name("faust_counter_app.py")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class CounterWorker:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from support.cluster import free_port
 
 from eventpro.broker.process import BrokerProcess
 
@@ -27,12 +27,6 @@ SOURCE, OUTPUT = "eos-numbers", "eos-outputs"
 PARTITIONS = 4
 RECORDS = 2000
 KEYS = 23
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class EosWorker:
