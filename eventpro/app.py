@@ -15,9 +15,11 @@ import logging
 from pathlib import Path
 
 import faust
+from faust.types import TransportT
 
 from eventpro.security import kafka_credentials
 from eventpro.settings import Settings, get_settings
+from eventpro.transport import EventProTransport
 
 __all__ = ("AUTODISCOVER", "EventProApp", "app", "create_app", "faust_options", "worker_datadir")
 
@@ -31,6 +33,9 @@ AUTODISCOVER: tuple[str, ...] = (
     "eventpro.web",
 )
 """Packages whose ``@app.agent`` / ``@app.page`` / ``@app.timer`` declarations make up the app."""
+
+KAFKA_SCHEMES = frozenset({"kafka", "aiokafka"})
+"""Broker URL schemes served by Faust's aiokafka transport."""
 
 PRODUCER_LINGER_SECONDS = 0.005
 """Faust's default linger of 0 sends one tiny batch per record; 5 ms batches an on-sale burst."""
@@ -93,6 +98,13 @@ class EventProApp(faust.App):
 
         wanted = required_topics(self.eventpro_settings, self.tables.values())
         await ensure_topics(self.eventpro_settings, wanted)
+
+    def _new_transport(self) -> TransportT:
+        """Kafka URLs get :class:`~eventpro.transport.EventProTransport`; others Faust's own."""
+        url = self.conf.broker_consumer[0]
+        if url.scheme in KAFKA_SCHEMES:
+            return EventProTransport(self.conf.broker_consumer, self)
+        return super()._new_transport()
 
 
 def create_app(settings: Settings) -> EventProApp:

@@ -65,6 +65,14 @@ class _EventProWorker(faust.Worker):
         if self._on_ready is not None:
             self._on_ready(url)
 
+    async def _cry(self) -> None:
+        """SIGUSR1: besides mode's thread/task dump, print where each agent is awaiting.
+
+        mode shows only a task's top frame; a stuck agent is found by its await chain.
+        """
+        await super()._cry()
+        print(self.app.agents.human_tracebacks(), file=self.stderr, flush=True)
+
 
 def run_worker(
     settings: Settings | None = None,

@@ -1,0 +1,135 @@
+"""Faust's Kafka transport, with two fixes that EventPro's durability promise needs.
+
+1. A producer buffer whose ``flush`` really waits. Table writes go to their changelog through
+   Faust's ``ProducerBuffer``; Faust flushes the producer before it commits source offsets, but
+   ``ProducerBuffer.flush`` returns as soon as no record left the buffer for 0.1 s (a broker
+   restarting, a metadata wait), and a record being handed to the client is not counted at all.
+   Offsets were then committed for records whose changelog writes were still in memory, and a
+   SIGKILL lost them: a table write or outcome gone while its input counted as done.
+   :class:`EventProProducerBuffer` waits until every buffered record reached the client, whose
+   own ``flush`` then waits for the broker's acknowledgement.
+
+2. A bounded wait for in-flight records during a rebalance.
+
+When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
+started processing is acknowledged, with no time limit. After a broker restart a record can
+stay referenced but unacknowledged although every agent is idle (Faust issue #133 and
+robinhood/faust#402); the worker then never rejoins the group, ignores SIGTERM and its
+partitions stay unprocessed. :class:`EventProConsumer` waits at most
+:func:`wait_empty_limit` seconds and then goes on: a record that was not acknowledged was not
+committed either, so the partition's next owner processes it again, and every handler is
+idempotent (DESIGN.md "Delivery semantics").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from typing import Any
+
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.transport.producer import ProducerBuffer
+from faust.types.tuples import FutureMessage
+
+__all__ = (
+    "EventProConsumer",
+    "EventProProducer",
+    "EventProProducerBuffer",
+    "EventProTransport",
+    "wait_empty_limit",
+)
+
+logger = logging.getLogger(__name__)
+
+WAIT_EMPTY_SHARE = 0.25
+"""Share of the rebalance timeout a revoking worker waits for in-flight records."""
+
+
+def wait_empty_limit(rebalance_timeout_s: float) -> float:
+    """Seconds to wait for in-flight records: well inside the group's rebalance timeout."""
+    return max(1.0, rebalance_timeout_s * WAIT_EMPTY_SHARE)
+
+
+class EventProConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer whose ``wait_empty`` gives up after a deadline."""
+
+    async def wait_empty(self) -> None:
+        """Wait for started records to be acked, at most :func:`wait_empty_limit` seconds."""
+        limit = wait_empty_limit(float(self.app.conf.broker_rebalance_timeout))
+        deadline = time.monotonic() + limit
+        while not self.should_stop and self._unacked_messages:
+            await self.commit()
+            if not self._unacked_messages:
+                break
+            if time.monotonic() >= deadline:
+                pending = sorted(
+                    f"{m.tp.topic}[{m.tp.partition}]@{m.offset}" for m in self._unacked_messages
+                )
+                logger.warning(
+                    "still %d unacknowledged record(s) after %.1fs (%s); going on without "
+                    "them: they are not committed and will be processed again",
+                    len(pending),
+                    limit,
+                    ", ".join(pending[:5]),
+                )
+                break
+            await self._wait_for_ack(timeout=1)
+            gc.collect()  # the set is weak: records nobody references any more leave it
+            self._clean_unacked_messages()
+        await self.commit_and_end_transactions()
+
+
+class EventProProducerBuffer(ProducerBuffer):
+    """Faust's producer buffer; :meth:`flush` returns only once every record left it."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.handing_over = 0
+        """Records taken from the queue whose hand-over to the Kafka client has not finished."""
+
+    async def _send_pending(self, fut: FutureMessage) -> None:
+        self.handing_over += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.handing_over -= 1
+
+    @property
+    def unsent(self) -> int:
+        """Records not yet handed to the Kafka client (queued or being handed over)."""
+        return self.size + self.handing_over
+
+    async def flush(self) -> None:
+        """Wait until every buffered record was handed to the Kafka client.
+
+        :raises RuntimeError: the buffer stops with records still in it (nothing may be
+            committed on top of them).
+        """
+        while self.unsent:
+            if self.should_stop or self.state != "running":
+                raise RuntimeError(f"producer buffer stopping with {self.unsent} unsent record(s)")
+            self.message_sent.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+
+
+class EventProProducer(aiokafka_driver.Producer):
+    """Faust's aiokafka producer with :class:`EventProProducerBuffer`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        buffer = EventProProducerBuffer(loop=self.loop, beacon=self.beacon)
+        if self.threaded_producer is not None:
+            buffer.threaded_producer = self.threaded_producer
+        buffer.app = self.app
+        self.buffer = buffer
+
+
+class EventProTransport(aiokafka_driver.Transport):
+    """The ``kafka://`` transport with :class:`EventProProducer` and :class:`EventProConsumer`."""
+
+    Consumer = EventProConsumer
+    Producer = EventProProducer

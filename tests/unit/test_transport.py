@@ -1,0 +1,160 @@
+"""The transport fixes: a producer buffer flush that really waits, a bounded rebalance wait."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.transport.producer import ProducerBuffer
+
+from eventpro.app import create_app
+from eventpro.settings import Settings
+from eventpro.transport import (
+    EventProConsumer,
+    EventProProducerBuffer,
+    EventProTransport,
+    wait_empty_limit,
+)
+
+
+class _SlowChannel:
+    """A channel whose hand-over to the Kafka client blocks until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.published: list[str] = []
+        self.changed = asyncio.Condition()
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        await self.release.wait()
+        async with self.changed:
+            self.published.append(fut.message.value)
+            self.changed.notify_all()
+
+
+def _record(channel: _SlowChannel, value: str) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(channel=channel, value=value))
+
+
+async def _stop_after(buffer: ProducerBuffer, channel: _SlowChannel, sent: int) -> None:
+    """Let every record through, wait until ``sent`` were published, stop the buffer."""
+    channel.release.set()
+    async with asyncio.timeout(5), channel.changed:
+        await channel.changed.wait_for(lambda: len(channel.published) >= sent)
+    await buffer.stop()
+
+
+async def _started(buffer: ProducerBuffer) -> ProducerBuffer:
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
+    await buffer.start()
+    return buffer
+
+
+async def test_faust_buffer_flush_returns_with_records_still_unsent() -> None:
+    """The bug being fixed: Faust's flush gives up after 0.1 s without progress."""
+    channel = _SlowChannel()
+    buffer = await _started(ProducerBuffer())
+    try:
+        for value in ("a", "b"):
+            buffer.put(_record(channel, value))  # type: ignore[arg-type]
+        await asyncio.wait_for(buffer.flush(), timeout=5)
+        assert channel.published == []
+    finally:
+        await _stop_after(buffer, channel, 2)
+
+
+async def test_flush_waits_until_every_record_reached_the_client() -> None:
+    channel = _SlowChannel()
+    buffer = await _started(EventProProducerBuffer())
+    try:
+        for value in ("a", "b", "c"):
+            buffer.put(_record(channel, value))  # type: ignore[arg-type]
+        flush = asyncio.ensure_future(buffer.flush())
+        done, _ = await asyncio.wait({flush}, timeout=1.5)
+        assert not done, "flush returned while records were still being handed over"
+        assert buffer.unsent == 3
+        channel.release.set()
+        await asyncio.wait_for(flush, timeout=5)
+        assert channel.published == ["a", "b", "c"]
+        assert buffer.unsent == 0
+    finally:
+        await _stop_after(buffer, channel, 3)
+
+
+async def test_flush_of_a_stopped_buffer_with_records_refuses() -> None:
+    channel = _SlowChannel()
+    buffer = await _started(EventProProducerBuffer())
+    buffer.put(_record(channel, "a"))  # type: ignore[arg-type]
+    await _stop_after(buffer, channel, 1)
+    buffer.put(_record(channel, "late"))  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="unsent"):
+        await asyncio.wait_for(buffer.flush(), timeout=5)
+
+
+@dataclass(eq=False)
+class _Message:
+    tp: Any
+    offset: int
+
+
+class _StuckConsumer:
+    """What ``EventProConsumer.wait_empty`` uses of a consumer, with one record never acked."""
+
+    def __init__(self, rebalance_timeout: float) -> None:
+        self.app = SimpleNamespace(conf=SimpleNamespace(broker_rebalance_timeout=rebalance_timeout))
+        message = _Message(tp=SimpleNamespace(topic="orders", partition=1), offset=21)
+        self._unacked_messages: set[_Message] = {message}
+        self.should_stop = False
+        self.commits = 0
+        self.final_commits = 0
+
+    async def commit(self) -> bool:
+        self.commits += 1
+        return False
+
+    async def _wait_for_ack(self, timeout: float) -> None:  # noqa: ASYNC109 (Faust's signature)
+        await asyncio.sleep(0)
+
+    def _clean_unacked_messages(self) -> None:
+        pass
+
+    async def commit_and_end_transactions(self) -> None:
+        self.final_commits += 1
+
+
+async def test_wait_empty_gives_up_after_the_limit_and_still_commits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = _StuckConsumer(rebalance_timeout=2.0)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with caplog.at_level(logging.WARNING, logger="eventpro.transport"):
+        await asyncio.wait_for(EventProConsumer.wait_empty(consumer), timeout=10)  # type: ignore[arg-type]
+    assert loop.time() - began >= wait_empty_limit(2.0)
+    assert consumer.commits >= 1
+    assert consumer.final_commits == 1
+    assert "orders[1]@21" in caplog.text
+
+
+async def test_wait_empty_returns_at_once_when_everything_is_acked() -> None:
+    consumer = _StuckConsumer(rebalance_timeout=20.0)
+    consumer._unacked_messages.clear()
+    await asyncio.wait_for(EventProConsumer.wait_empty(consumer), timeout=1)  # type: ignore[arg-type]
+    assert consumer.commits == 0
+    assert consumer.final_commits == 1
+
+
+def test_limit_stays_inside_the_rebalance_timeout() -> None:
+    assert wait_empty_limit(20.0) == 5.0
+    assert wait_empty_limit(0.5) == 1.0
+
+
+def test_kafka_apps_use_the_eventpro_transport(tmp_path: Any) -> None:
+    app = create_app(Settings(app_id="transport-test", data_dir=str(tmp_path)))
+    assert isinstance(app.transport, EventProTransport)
+    assert isinstance(app.consumer, EventProConsumer)
+    assert isinstance(app.producer.buffer, EventProProducerBuffer)
