@@ -337,6 +337,9 @@ def chaos(
     json_out: Annotated[
         Path | None, typer.Option("--json-out", help="Also write the report as JSON here.")
     ] = None,
+    worker_log_level: Annotated[
+        str, typer.Option(help="Log level of the workers (their logs go to the data dir).")
+    ] = "WARNING",
 ) -> None:
     """Run an on-sale under SIGKILLs, a rebalance, a broker restart and duplicate deliveries.
 
@@ -363,6 +366,7 @@ def chaos(
             hold_ttl_seconds=hold_ttl,
             drain_timeout=drain_timeout,
             heal_stuck_workers=heal,
+            worker_log_level=worker_log_level.upper(),
         ).validate()
     except ChaosError as exc:
         raise typer.BadParameter(str(exc)) from exc

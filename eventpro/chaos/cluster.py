@@ -61,7 +61,7 @@ class ChaosCluster:
             "EVENTPRO_APP_ID": self.app_id,
             "EVENTPRO_TOPIC_PREFIX": self.prefix,
             "EVENTPRO_PARTITIONS": str(spec.partitions),
-            "EVENTPRO_LOG_LEVEL": "WARNING",
+            "EVENTPRO_LOG_LEVEL": spec.worker_log_level,
             "EVENTPRO_HOLD_TTL_SECONDS": str(spec.hold_ttl_seconds),
             "EVENTPRO_EXPIRY_TICK_SECONDS": "0.5",
             "EVENTPRO_RETRY_DELAYS_MS": "[200,500,1000]",

@@ -47,6 +47,7 @@ class ChaosSpec:
     :param duplicate_rate: share of requests (and saga records) delivered a second time.
     :param heal_stuck_workers: restart workers that hang after the broker restart (reported);
         when off, such a hang fails the run.
+    :param worker_log_level: log level of the workers (their logs are in the data dir).
     """
 
     requests: int = 200
@@ -63,6 +64,7 @@ class ChaosSpec:
     drain_timeout: float = 180.0
     heal_stuck_workers: bool = True
     """SIGKILL and restart a worker that hangs in a rebalance after the broker came back."""
+    worker_log_level: str = "WARNING"
 
     def validate(self) -> ChaosSpec:
         """Return self, or raise :class:`ChaosError` naming every bad option."""
