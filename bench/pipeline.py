@@ -1,13 +1,16 @@
 """EventPro ticketing pipeline benchmark: reservation stage, full saga, latency, naive baseline.
 
     python -m bench.pipeline [--scale tiny|small|full] [--out bench/results] [--profile-worker]
+                             [--batch-size N] [--skip saga,latency,per-record]
 
 One run starts its own broker (``BrokerProcess``) and workers (``WorkerProcess``, log level
 WARNING) on a temporary directory and measures, on the same machine:
 
 1. reservation stage: pre-produce the scale's requests (full: 200,000 across 200 events,
    2 % resubmissions), start one worker, time from first to last decision (``occurred_at`` of
-   the outcomes), the worker's CPU seconds and peak RSS (``/proc``);
+   the outcomes), the worker's CPU seconds and peak RSS (``/proc``); measured twice on their
+   own copies of the requests: per record (``EVENTPRO_INVENTORY_BATCH_SIZE=1``, "before") and
+   batched (the worker's default or ``--batch-size``, "after");
 2. full saga: the same run until every reservation has its ``OrderConfirmed`` (simulated
    gateway at a fixed 5 ms), or "not available" when ``orders`` gets none;
 3. decision latency p50/p95/p99 at fixed offered rates (full/small: 1k, 5k, 10k requests/s),
@@ -68,6 +71,9 @@ logger = logging.getLogger(__name__)
 PARTITIONS = 4
 GATEWAY_LATENCY_MS = 5.0
 EVENTPRO_PREFIX = "bench-"
+PER_RECORD_PREFIX = "before-"
+DEFAULT_BATCH_SIZE = 1000
+"""``EVENTPRO_INVENTORY_BATCH_SIZE`` of the batched ("after") worker unless --batch-size says."""
 NAIVE_PREFIX = "naive-"
 SAGA_START_GRACE_S = 20.0
 """Without any OrderConfirmed this long after the last decision, the saga is "not available"."""
@@ -486,10 +492,14 @@ def _phase1_spec(scale: Scale, run_id: str) -> LoadSpec:
     )
 
 
-def _eventpro_env(app_id: str) -> dict[str, str]:
+def _eventpro_env(
+    app_id: str, prefix: str = EVENTPRO_PREFIX, batch_size: int | None = None
+) -> dict[str, str]:
+    batching = {} if batch_size is None else {"EVENTPRO_INVENTORY_BATCH_SIZE": str(batch_size)}
     return {
+        **batching,
         "EVENTPRO_APP_ID": app_id,
-        "EVENTPRO_TOPIC_PREFIX": EVENTPRO_PREFIX,
+        "EVENTPRO_TOPIC_PREFIX": prefix,
         "EVENTPRO_PARTITIONS": str(PARTITIONS),
         "EVENTPRO_LOG_LEVEL": "WARNING",
         "EVENTPRO_GATEWAY_LATENCY_DISTRIBUTION": "fixed",
@@ -524,10 +534,55 @@ def _naive_worker(bootstrap: str, base: Path) -> ManagedProcess:
     return proc
 
 
+async def _per_record_stage(
+    bootstrap: str, broker: BrokerProcess, base: Path, scale: Scale, run_id: str
+) -> StageResult:
+    """Phase 1 with the per-record inventory path (batch size 1): the "before" figure."""
+    plan = build_plan(_phase1_spec(scale, run_id))
+    print(f"phase 1a: per record (batch 1) on {len(plan.sends):,} submissions", flush=True)
+    await _preproduce(bootstrap, PER_RECORD_PREFIX, plan)
+    worker = WorkerProcess(
+        broker=bootstrap,
+        web_port=free_port(),
+        data_dir=base / "eventpro-per-record",
+        log_path=base / "eventpro-per-record.log",
+        env=_eventpro_env(f"bench-per-record-{run_id}", PER_RECORD_PREFIX, batch_size=1),
+    )
+    try:
+        stage, _ = await _stage(
+            bootstrap=bootstrap,
+            broker=broker,
+            worker=worker,
+            plan=plan,
+            prefix=PER_RECORD_PREFIX,
+            scale=scale,
+            saga=False,
+            profile_out=None,
+        )
+    finally:
+        worker.stop(timeout=15)
+    print(f"phase 1a: {stage.requests_per_s:,.0f} requests/s", flush=True)
+    return stage
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    if not denominator or math.isnan(denominator) or math.isnan(numerator):
+        return math.nan
+    return round(numerator / denominator, 2)
+
+
 async def run_benchmark(
-    scale_name: str, base: Path, profile_out: Path | None, skip: frozenset[str] = frozenset()
+    scale_name: str,
+    base: Path,
+    profile_out: Path | None,
+    skip: frozenset[str] = frozenset(),
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
-    """The phases not in ``skip`` (``saga``, ``latency``) on a fresh broker under ``base``."""
+    """The phases not in ``skip`` (``saga``, ``latency``, ``per-record``) on a fresh broker.
+
+    ``batch_size`` is the batched worker's ``EVENTPRO_INVENTORY_BATCH_SIZE``; the per-record
+    phase always runs with 1.
+    """
     scale = SCALES[scale_name]
     broker = BrokerProcess(
         base / "broker",
@@ -539,6 +594,12 @@ async def run_benchmark(
     with broker:
         bootstrap = broker.bootstrap
         run_id = uuid.uuid4().hex[:6]
+        results["eventpro_batch_size"] = batch_size
+        results["reservation_stage_per_record"] = (
+            None
+            if "per-record" in skip
+            else asdict(await _per_record_stage(bootstrap, broker, base, scale, run_id))
+        )
         plan = build_plan(_phase1_spec(scale, run_id))
 
         print(f"phase 1: pre-producing {len(plan.sends):,} submissions", flush=True)
@@ -548,7 +609,7 @@ async def run_benchmark(
             web_port=free_port(),
             data_dir=base / "eventpro-worker",
             log_path=base / "eventpro-worker.log",
-            env=_eventpro_env(f"bench-eventpro-{run_id}"),
+            env=_eventpro_env(f"bench-eventpro-{run_id}", batch_size=batch_size),
         )
         try:
             stage, saga = await _stage(
@@ -593,9 +654,19 @@ async def run_benchmark(
         finally:
             naive.stop(timeout=15)
         results["naive_baseline"] = asdict(baseline)
-        ratio = stage.requests_per_s / baseline.requests_per_s if baseline.requests_per_s else 0
-        results["ratio_eventpro_to_baseline"] = round(ratio, 2)
+        results["ratio_eventpro_to_baseline"] = _ratio(
+            stage.requests_per_s, baseline.requests_per_s
+        )
+        before = results["reservation_stage_per_record"]
+        results["ratio_batched_to_per_record"] = (
+            _ratio(stage.requests_per_s, before["requests_per_s"]) if before else None
+        )
+        results["cpu_ratio_per_record_to_batched"] = (
+            _ratio(before["cpu_us_per_request"], stage.cpu_us_per_request) if before else None
+        )
     checks = [results["reservation_stage"]["invariants"], results["naive_baseline"]["invariants"]]
+    if results["reservation_stage_per_record"]:
+        checks.append(results["reservation_stage_per_record"]["invariants"])
     checks += [entry["invariants"] for entry in results["latency"]]
     if results["full_saga"] and results["full_saga"]["available"]:
         checks.append(results["full_saga"]["invariants"])
@@ -612,6 +683,8 @@ def _fmt(value: Any, spec: str = ",.0f") -> str:
 def render_markdown(data: dict[str, Any]) -> str:
     r = data["results"]
     stage, naive, saga = r["reservation_stage"], r["naive_baseline"], r["full_saga"]
+    before = r.get("reservation_stage_per_record")
+    batch = r.get("eventpro_batch_size")
     scale = data["scale"]
     lines = [
         f"# EventPro pipeline benchmark ({data['scale_name']})",
@@ -632,21 +705,33 @@ def render_markdown(data: dict[str, Any]) -> str:
         "| broker CPU s | invariants |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, s in (("EventPro", stage), ("naive Faust baseline", naive)):
+    rows = [(f"EventPro, batched ({batch or '?'}, after)", stage), ("naive Faust baseline", naive)]
+    if before:
+        rows.insert(0, ("EventPro, per record (batch 1, before)", before))
+    for name, s in rows:
         lines.append(
             f"| {name} | {_fmt(s['requests_per_s'])} | {_fmt(s['seconds'], '.2f')} | "
             f"{_fmt(s['worker_cpu_s'], '.1f')} | {_fmt(s['cpu_us_per_request'])} | "
             f"{_fmt(s['peak_rss_mb'])} | {_fmt(s['broker_cpu_s'], '.1f')} | "
             f"{'ok' if s['invariants']['ok'] else 'VIOLATED'} |"
         )
+    ratios = [f"EventPro batched / baseline: **{_fmt(r['ratio_eventpro_to_baseline'], '.2f')}x**"]
+    if before:
+        ratios.append(
+            f"batched / per record: **{_fmt(r.get('ratio_batched_to_per_record'), '.2f')}x** "
+            f"requests/s, {_fmt(r.get('cpu_ratio_per_record_to_batched'), '.2f')}x less CPU "
+            "per request"
+        )
     lines += [
         "",
-        f"Ratio EventPro / baseline: **{r['ratio_eventpro_to_baseline']:.2f}x**. "
-        "Seconds are first to last decision (outcome `occurred_at`); CPU is the worker "
+        "Ratios: " + "; ".join(ratios) + ". Each EventPro row is a fresh worker on its own "
+        "copy of the requests; the batched row also feeds phases 2 and 3. Seconds are first "
+        "to last decision (outcome `occurred_at`); CPU is the worker "
         "process's user+system time from ready until all were decided (EventPro's worker "
         "also runs the payment saga, notifications and analytics on the same records).",
         "",
-        "Decisions (EventPro): " + ", ".join(f"{k} {v:,}" for k, v in stage["decisions"].items()),
+        "Decisions (EventPro batched): "
+        + ", ".join(f"{k} {v:,}" for k, v in stage["decisions"].items()),
         "",
         f"## 2. Full saga (request -> OrderConfirmed, gateway fixed {GATEWAY_LATENCY_MS:.0f} ms)",
         "",
@@ -733,13 +818,14 @@ def write_report(
     results: dict[str, Any],
     profile: Path | None,
     skip: frozenset[str] = frozenset(),
+    argv: list[str] | None = None,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {
         "benchmark": "pipeline",
         "scale_name": scale_name,
         "scale": asdict(SCALES[scale_name]),
-        "command": "python -m bench.pipeline " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.pipeline " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine_facts(),
         "results": results,
@@ -765,16 +851,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--skip",
         default="",
-        help="Comma-separated phases to leave out: saga, latency (for quick full-scale runs).",
+        help="Comma-separated phases to leave out: saga, latency, per-record (for quick runs).",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="EVENTPRO_INVENTORY_BATCH_SIZE of the batched worker (the per-record phase uses 1).",
     )
     args = parser.parse_args(argv)
     skip = frozenset(part.strip() for part in args.skip.split(",") if part.strip())
-    if not skip <= {"saga", "latency"}:
-        parser.error(f"--skip takes saga and/or latency, got {args.skip!r}")
+    if not skip <= {"saga", "latency", "per-record"}:
+        parser.error(f"--skip takes saga, latency and/or per-record, got {args.skip!r}")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         profile = Path(tmp) / "worker-profile.txt" if args.profile_worker else None
-        results = asyncio.run(run_benchmark(args.scale, Path(tmp), profile, skip))
-        md = write_report(args.out, args.scale, results, profile, skip)
+        results = asyncio.run(
+            run_benchmark(args.scale, Path(tmp), profile, skip, batch_size=args.batch_size)
+        )
+        md = write_report(args.out, args.scale, results, profile, skip, argv)
         if profile is not None and profile.exists():
             shutil.copy(profile, args.out / f"pipeline-{args.scale}-profile.txt")
     print(md.read_text())

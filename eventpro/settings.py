@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     default_max_per_user: int = Field(8, ge=1, description="Per-user ticket limit of new events.")
     max_quantity: int = Field(20, ge=1, description="Most tickets one request may ask for.")
     table_standby_replicas: int = Field(1, ge=0)
+    inventory_batch_size: int = Field(
+        0,
+        ge=0,
+        description="Records the inventory agent decides per batch (one table write per key "
+        "per batch); 1 = per record; 0 = 1000, or 1 with exactly_once.",
+    )
+    inventory_batch_within_ms: float = Field(
+        20.0, ge=0.1, description="How long a batch waits to fill: the latency batching adds."
+    )
+    producer_buffer_messages: int = Field(
+        0,
+        ge=0,
+        description="Changelog records Faust buffers before it pauses streams; 0 = 4 x batch.",
+    )
     log_level: str = "WARNING"
     # Deployment and security (docs/operations.md, docs/security.md). Secrets default to ""
     # (unset) and can come from a file instead (``*_file``), e.g. a Docker/Kubernetes secret.

@@ -9,7 +9,9 @@
    :class:`EventProProducerBuffer` waits until every buffered record reached the client, whose
    own ``flush`` then waits for the broker's acknowledgement.
 
-2. A bounded wait for in-flight records during a rebalance.
+2. Exactly-once commits only between records (:mod:`eventpro.commit_gate`).
+
+3. A bounded wait for in-flight records during a rebalance.
 
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
@@ -32,7 +34,10 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 from faust.types.tuples import FutureMessage
+
+from eventpro.commit_gate import GateTimeout, commit_gate
 
 __all__ = (
     "EventProConsumer",
@@ -54,7 +59,25 @@ def wait_empty_limit(rebalance_timeout_s: float) -> float:
 
 
 class EventProConsumer(aiokafka_driver.Consumer):
-    """Faust's aiokafka consumer whose ``wait_empty`` gives up after a deadline."""
+    """Faust's aiokafka consumer: gated exactly-once commits, a bounded ``wait_empty``."""
+
+    async def commit(
+        self, topics: set[str | TP] | None = None, start_new_transaction: bool = True
+    ) -> bool:
+        """Commit; in a transaction only while no record is half processed.
+
+        Records still in progress after :func:`wait_empty_limit` seconds mean no commit this
+        time (it is retried at the next commit interval), never a split transaction.
+        """
+        if not self.app.in_transaction:
+            return await super().commit(topics, start_new_transaction=start_new_transaction)
+        limit = wait_empty_limit(float(self.app.conf.broker_rebalance_timeout))
+        try:
+            async with commit_gate.closed(limit):
+                return await super().commit(topics, start_new_transaction=start_new_transaction)
+        except GateTimeout as exc:
+            logger.warning("exactly-once commit postponed: %s", exc)
+            return False
 
     async def wait_empty(self) -> None:
         """Wait for started records to be acked, at most :func:`wait_empty_limit` seconds."""

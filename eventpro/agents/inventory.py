@@ -11,6 +11,17 @@ Concurrency is 1: tables may only be written by one actor per partition. A recor
 be decoded or applied goes to the ``dlq`` topic with its reason, error, coordinates and
 original bytes, and processing continues; an agent never crashes on a record.
 
+Batching: with ``EVENTPRO_INVENTORY_BATCH_SIZE`` > 1 (the default) the agent takes up to that
+many records at a time (``take_events``; a batch waits at most
+``EVENTPRO_INVENTORY_BATCH_WITHIN_MS`` to fill, the latency it adds) and handles them through
+a write-back overlay of the tables
+(:class:`~eventpro.tables.batching.WriteBackState`): each record is decided with its own
+record as Faust's current event, so it reads its own partition's store and sees the batch's
+earlier writes; at the end each dirty key is written once, in the context of a record of its
+own partition (so on that partition's changelog), then the batch's outcomes are sent
+together. ``take_events`` acknowledges the records only after that, so a crash mid-batch
+leaves the whole batch to be redelivered. A batch size of 1 runs the per-record path.
+
 Hold expiry: a timer may not write partitioned tables (it runs outside any partition's
 stream), so the leader's timer only sends a tick to every partition of ``inventory-ticks``;
 the agent that owns the partition releases the due holds with ordinary table writes.
@@ -20,34 +31,50 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+import weakref
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 from faust.types import EventT
 
 from eventpro.agents.channels import declare_topics, inventory_input, ticks_topic, topic_for
 from eventpro.agents.processing import (
     Coordinates,
+    EmittedHere,
     Outgoing,
     RecordRefused,
 )
 from eventpro.agents.saga import SagaInventoryProcessor
 from eventpro.app import app
+from eventpro.commit_gate import commit_gate
 from eventpro.exceptions import EventProError
 from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, decode, encode
 from eventpro.settings import get_settings
 from eventpro.tables import HoldExpiryIndex, state
+from eventpro.tables.batching import WriteBackState
 from eventpro.topics import DLQ
 
 __all__ = (
     "AGENT_NAME",
+    "BATCH_SIZE",
+    "BATCH_WITHIN_SECONDS",
+    "DEFAULT_BATCH_SIZE",
+    "PRODUCER_BUFFER_MESSAGES",
+    "batch_processor",
+    "batch_state",
     "dead_letter",
+    "dead_letter_record",
+    "decide",
     "emit",
     "expiry_index",
+    "handle_batch",
+    "handle_event",
     "inventory_agent",
     "processor",
     "send_expiry_ticks",
+    "withhold_acks",
 )
 
 logger = logging.getLogger(__name__)
@@ -57,11 +84,27 @@ AGENT_NAME = "eventpro.agents.inventory"
 _settings = get_settings()
 
 
+DEFAULT_BATCH_SIZE = 1 if _settings.processing_guarantee == "exactly_once" else 1000
+"""Per record under exactly_once: fewer records per transaction commit boundary to wait for."""
+BATCH_SIZE = _settings.inventory_batch_size or DEFAULT_BATCH_SIZE
+"""Records per batch (``EVENTPRO_INVENTORY_BATCH_SIZE``); 1 runs the per-record path."""
+BATCH_WITHIN_SECONDS = _settings.inventory_batch_within_ms / 1000.0
+"""How long a batch waits to fill (``EVENTPRO_INVENTORY_BATCH_WITHIN_MS``): latency it adds."""
+PRODUCER_BUFFER_MESSAGES = _settings.producer_buffer_messages or max(100, 4 * BATCH_SIZE)
+"""Table changelog records Faust may buffer before it pauses every stream to drain them.
+
+Faust's default, 100, is less than one batch's writes: each incoming record would then wait
+(and log a warning) until the buffer drained, stalling the worker after every batch.
+"""
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
 expiry_index = HoldExpiryIndex(_settings.partitions)
+emitted_here = EmittedHere() if _settings.processing_guarantee == "exactly_once" else None
+"""Outcomes this process emitted (exactly_once only; see InventoryProcessor)."""
 processor = SagaInventoryProcessor(
     state,
     expiry_index,
@@ -69,6 +112,25 @@ processor = SagaInventoryProcessor(
     hold_ttl_ms=int(_settings.hold_ttl_seconds * 1000),
     max_quantity=_settings.max_quantity,
     clock_ms=_now_ms,
+    emitted_here=emitted_here,
+)
+
+
+def _activate(event: EventT | None) -> None:
+    """Make ``event`` Faust's current event in this task (store partition, changelog partition)."""
+    _current_event.set(None if event is None else weakref.ref(event))
+
+
+batch_state = WriteBackState(state, _activate)
+"""The write-back overlay of the tables the batch path reads and writes."""
+batch_processor = SagaInventoryProcessor(
+    batch_state.state,
+    expiry_index,
+    partitions=_settings.partitions,
+    hold_ttl_ms=int(_settings.hold_ttl_seconds * 1000),
+    max_quantity=_settings.max_quantity,
+    clock_ms=_now_ms,
+    emitted_here=emitted_here,
 )
 
 
@@ -82,10 +144,15 @@ async def emit(records: Iterable[Outgoing]) -> None:
         )
 
 
-async def dead_letter(
+def _where(event: EventT) -> Coordinates:
+    message = event.message
+    return Coordinates(str(message.topic), int(message.partition), int(message.offset))
+
+
+def dead_letter_record(
     event: EventT, where: Coordinates, reason: str, error: str, correlation_id: str | None = None
-) -> None:
-    """Send the record behind ``event`` to the dead-letter topic, with why it was refused."""
+) -> Outgoing:
+    """The dead letter of the record behind ``event``, with why it was refused."""
     message = event.message
     letter = DeadLetter.from_record(
         reason=reason,
@@ -102,7 +169,14 @@ async def dead_letter(
     logger.warning(
         "record %s sent to the DLQ: %s: %s correlation_id=%s", where, reason, error, correlation_id
     )
-    await emit([Outgoing(DLQ, None, Envelope.new(letter, source=AGENT_NAME))])
+    return Outgoing(DLQ, None, Envelope.new(letter, source=AGENT_NAME))
+
+
+async def dead_letter(
+    event: EventT, where: Coordinates, reason: str, error: str, correlation_id: str | None = None
+) -> None:
+    """Send the record behind ``event`` to the dead-letter topic, with why it was refused."""
+    await emit([dead_letter_record(event, where, reason, error, correlation_id)])
 
 
 def _as_bytes(value: Any) -> bytes | None:
@@ -113,25 +187,41 @@ def _as_bytes(value: Any) -> bytes | None:
     return repr(value).encode("utf-8")
 
 
-async def handle_event(event: EventT) -> str:
-    """Process one record end to end; returns a short label of what happened (for tests)."""
+def decide(event: EventT, handler: SagaInventoryProcessor, out: list[Outgoing]) -> str:
+    """Decode and apply one record with ``handler``; appends what to emit to ``out``.
+
+    Returns a short label of what happened. A record that cannot be read or applied adds its
+    dead letter to ``out`` instead; no exception escapes (a bug must not stop the partition).
+    """
     message = event.message
-    where = Coordinates(str(message.topic), int(message.partition), int(message.offset))
     try:
         envelope = decode(_as_bytes(message.value) or b"")
     except SchemaError as exc:
-        await dead_letter(event, where, exc.reason.value, str(exc))
+        out.append(dead_letter_record(event, _where(event), exc.reason.value, str(exc)))
         return "dead_letter"
+    except Exception as exc:
+        logger.exception("unexpected error decoding %s; sending it to the DLQ", _where(event))
+        out.append(dead_letter_record(event, _where(event), "unexpected_error", repr(exc)))
+        return "dead_letter"
+    where = _where(event)
     try:
-        records = processor.handle(envelope, where)
+        records = handler.handle(envelope, where)
     except RecordRefused as exc:
-        await dead_letter(event, where, exc.reason, str(exc), envelope.correlation_id)
+        out.append(dead_letter_record(event, where, exc.reason, str(exc), envelope.correlation_id))
         return "dead_letter"
     except EventProError as exc:
-        await dead_letter(event, where, "domain_error", str(exc), envelope.correlation_id)
+        out.append(
+            dead_letter_record(event, where, "domain_error", str(exc), envelope.correlation_id)
+        )
         return "dead_letter"
-    await emit(records)
-    if records:
+    except Exception as exc:
+        logger.exception("unexpected error on %s; sending it to the DLQ", where)
+        out.append(
+            dead_letter_record(event, where, "unexpected_error", repr(exc), envelope.correlation_id)
+        )
+        return "dead_letter"
+    out.extend(records)
+    if records and logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "%s %s -> %s correlation_id=%s",
             where,
@@ -142,20 +232,93 @@ async def handle_event(event: EventT) -> str:
     return envelope.event_type
 
 
+async def handle_event(event: EventT) -> str:
+    """Process one record end to end (the per-record path); returns a short label."""
+    out: list[Outgoing] = []
+    label = decide(event, processor, out)
+    await emit(out)
+    return label
+
+
+async def handle_batch(events: Sequence[EventT]) -> list[str]:
+    """Process a batch: decide each record over the overlay, write each key once, send all.
+
+    Every record is decided in its own context (current event), so reads go to its
+    partition's store; the overlay's flush writes each key in the context of a record of its
+    partition. Outcomes are sent after the writes, in record order.
+    """
+    out: list[Outgoing] = []
+    labels: list[str] = []
+    enter = batch_state.enter
+    try:
+        for event in events:
+            enter(event)
+            labels.append(decide(event, batch_processor, out))
+    except BaseException:
+        batch_state.discard()
+        raise
+    writes = batch_state.flush()
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "batch of %d records: %d table writes, %d outcomes", len(events), writes, len(out)
+        )
+    await emit(out)
+    return labels
+
+
 @app.agent(inventory_input, name=AGENT_NAME, concurrency=1)
 async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
-    """Decide every ticket request and expire holds; yields a label per record."""
+    """Decide every ticket request and expire holds; yields a label per record or batch.
+
+    Batched (``take_events``): a batch's records are acknowledged when the next batch is
+    requested, after their table writes and outcome sends were issued.
+    """
     await declare_topics()
-    async for event in stream.events():
-        try:
-            label = await handle_event(event)
-        except Exception as exc:  # a bug must not stop the partition: park the record
-            message = event.message
-            where = Coordinates(str(message.topic), int(message.partition), int(message.offset))
-            logger.exception("unexpected error on %s; sending it to the DLQ", where)
-            await dead_letter(event, where, "unexpected_error", repr(exc))
-            label = "dead_letter"
-        yield label
+    _size_producer_buffer()
+    if BATCH_SIZE <= 1:
+        async for event in stream.events():
+            async with commit_gate.processing():
+                yield await handle_event(event)
+        return
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+        async with commit_gate.processing():
+            try:
+                labels = await handle_batch(events)
+            except Exception:
+                withhold_acks(events)
+                logger.critical(
+                    "a batch of %d records could not be written or sent; its offsets will not "
+                    "be committed, so the records are processed again after a restart or "
+                    "rebalance. Check the worker's data dir (RocksDB) and the broker",
+                    len(events),
+                    exc_info=True,
+                )
+                raise
+            yield _summary(labels)
+
+
+def _size_producer_buffer() -> None:
+    """Let Faust's changelog buffer hold a few batches' writes (see PRODUCER_BUFFER_MESSAGES)."""
+    buffer = getattr(app.producer, "buffer", None)
+    current = getattr(buffer, "max_messages", None)
+    if isinstance(current, int) and current != PRODUCER_BUFFER_MESSAGES:
+        buffer.max_messages = PRODUCER_BUFFER_MESSAGES  # type: ignore[union-attr]
+        logger.info("producer buffer holds up to %d records", PRODUCER_BUFFER_MESSAGES)
+
+
+def _summary(labels: list[str]) -> str:
+    """One label per batch (Faust's per-value bookkeeping of an agent's yields is not free)."""
+    return labels[0] if len(labels) == 1 else f"batch of {len(labels)}"
+
+
+def withhold_acks(events: Sequence[EventT]) -> None:
+    """Make sure ``events`` are never marked safe to commit (``take_events`` acks on close).
+
+    A message marked acked without its final ack never reaches the consumer's committable
+    offsets, so the partition's committed offset stays below the failed batch.
+    """
+    for event in events:
+        event.message.acked = True
 
 
 async def send_expiry_ticks(partitions: int, now_ms: int | None = None) -> None:
@@ -182,6 +345,8 @@ async def expiry_ticks() -> None:
 @app.on_partitions_revoked.connect
 async def _drop_index_on_revoke(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
     expiry_index.invalidate()
+    if emitted_here is not None:
+        emitted_here.clear()
 
 
 @app.on_partitions_assigned.connect

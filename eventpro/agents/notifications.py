@@ -20,6 +20,7 @@ from eventpro.agents.channels import declare_topics, notifications_input, orders
 from eventpro.agents.output import send, send_raw
 from eventpro.agents.payments import raw_record
 from eventpro.app import app
+from eventpro.commit_gate import commit_gate
 from eventpro.notify import NotificationProcessor, NotificationSink, SimulatedSink
 from eventpro.payments import get_payment_settings
 from eventpro.retry import dead_letter_record
@@ -112,19 +113,20 @@ async def notifications_agent(stream: faust.StreamT[bytes]) -> None:
     """Send one notification per terminal outcome."""
     await declare_topics()
     async for event in stream.events():
-        try:
-            await handle_event(event)
-        except Exception as exc:  # a bug must not stop the partition: park the record
-            record = raw_record(event)
-            logger.exception("unexpected error on %s; sending it to the DLQ", record)
-            await send_raw(
-                [
-                    dead_letter_record(
-                        record,
-                        reason="unexpected_error",
-                        error=repr(exc),
-                        agent=AGENT_NAME,
-                        attempts=1,
-                    )
-                ]
-            )
+        async with commit_gate.processing():
+            try:
+                await handle_event(event)
+            except Exception as exc:  # a bug must not stop the partition: park the record
+                record = raw_record(event)
+                logger.exception("unexpected error on %s; sending it to the DLQ", record)
+                await send_raw(
+                    [
+                        dead_letter_record(
+                            record,
+                            reason="unexpected_error",
+                            error=repr(exc),
+                            agent=AGENT_NAME,
+                            attempts=1,
+                        )
+                    ]
+                )

@@ -34,6 +34,7 @@ from eventpro.agents.channels import declare_topics, reservations_topic, retry_t
 from eventpro.agents.inflight import InFlight
 from eventpro.agents.output import send, send_raw
 from eventpro.app import app
+from eventpro.commit_gate import commit_gate
 from eventpro.exceptions import EventProError
 from eventpro.payments import (
     GatewayOptions,
@@ -149,23 +150,24 @@ async def handle_record(record: RawRecord) -> str:
 
 
 async def _process(event: EventT, record: RawRecord) -> None:
-    try:
-        await handle_record(record)
-    except Exception as exc:  # a bug must not lose the record: park it
-        logger.exception("unexpected error on %s; sending it to the DLQ", record)
-        letter = dead_letter_record(
-            record,
-            reason="unexpected_error",
-            error=repr(exc),
-            agent=AGENT_NAME,
-            attempts=record.attempts + 1,
-        )
+    async with commit_gate.processing():
         try:
-            await send_raw([letter])
-        except Exception:
-            logger.exception("could not dead-letter %s; it will be redelivered", record)
-            return
-    event.ack()
+            await handle_record(record)
+        except Exception as exc:  # a bug must not lose the record: park it
+            logger.exception("unexpected error on %s; sending it to the DLQ", record)
+            letter = dead_letter_record(
+                record,
+                reason="unexpected_error",
+                error=repr(exc),
+                agent=AGENT_NAME,
+                attempts=record.attempts + 1,
+            )
+            try:
+                await send_raw([letter])
+            except Exception:
+                logger.exception("could not dead-letter %s; it will be redelivered", record)
+                return
+        event.ack()
 
 
 def _order_key(record: RawRecord) -> str:
@@ -207,18 +209,19 @@ def _retry_agent(logical: str) -> None:
             handler = RETRY_HANDLERS.get(agent)
             if handler is None:
                 logger.error("%s names unknown agent %r; sending it to the DLQ", record, agent)
-                await send_raw(
-                    [
-                        dead_letter_record(
-                            record,
-                            reason="unknown_retry_agent",
-                            error=f"no retry handler for agent {agent!r}",
-                            agent=f"eventpro.agents.retry.{logical}",
-                            attempts=record.attempts,
-                        )
-                    ]
-                )
-                event.ack()
+                async with commit_gate.processing():
+                    await send_raw(
+                        [
+                            dead_letter_record(
+                                record,
+                                reason="unknown_retry_agent",
+                                error=f"no retry handler for agent {agent!r}",
+                                agent=f"eventpro.agents.retry.{logical}",
+                                attempts=record.attempts,
+                            )
+                        ]
+                    )
+                    event.ack()
                 continue
             await handler(event)
         await inflight.drain()

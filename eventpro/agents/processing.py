@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ from eventpro.topics import RESERVATIONS, partition_for_key
 __all__ = (
     "SOURCE",
     "Coordinates",
+    "EmittedHere",
     "InventoryProcessor",
     "Outgoing",
     "RecordRefused",
@@ -104,6 +106,37 @@ class Outgoing:
     partition: int | None = None
 
 
+class EmittedHere:
+    """Keys of outcomes this process emitted, the oldest forgotten past ``limit``.
+
+    Forgetting is safe: a forgotten outcome is re-emitted with its deterministic id, which
+    consumers deduplicate.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, key: str) -> None:
+        self._keys[key] = None
+        if len(self._keys) > self.limit:
+            self._keys.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def clear(self) -> None:
+        """Forget everything (partitions moved: their records may come from elsewhere)."""
+        self._keys.clear()
+
+
+def _request_outcome(status: RequestStatus) -> str:
+    return f"request/{status.event_id}/{status.request_id}"
+
+
 def outcome_event_id(event_type: str, *parts: str) -> str:
     """Deterministic envelope id of an outcome, the same on every replay."""
     return str(uuid.uuid5(EVENTPRO_NAMESPACE, "/outcomes/" + "/".join((event_type, *parts))))
@@ -114,6 +147,11 @@ class InventoryProcessor:
 
     :param partitions: partition count of ticket-requests (to check a record's partition).
     :param clock_ms: wall clock in epoch milliseconds (injected for tests).
+    :param emitted_here: with ``exactly_once``, the outcomes this process emitted itself;
+        a record decided by this very process is in the same or an already committed
+        transaction, so a second pass (Faust re-reading it after a seek) emits nothing.
+        ``None`` (at least once): a decided record always re-emits its outcome, which heals
+        an outcome lost in a crash after its state was stored.
     """
 
     def __init__(
@@ -125,6 +163,7 @@ class InventoryProcessor:
         hold_ttl_ms: int,
         max_quantity: int,
         clock_ms: Callable[[], int],
+        emitted_here: EmittedHere | None = None,
     ) -> None:
         self.state = state
         self.index = index
@@ -132,6 +171,7 @@ class InventoryProcessor:
         self.hold_ttl_ms = hold_ttl_ms
         self.max_quantity = max_quantity
         self.clock_ms = clock_ms
+        self.emitted_here = emitted_here
 
     def handle(self, envelope: Envelope, where: Coordinates) -> list[Outgoing]:
         """Apply one record; returns what to emit.
@@ -199,20 +239,52 @@ class InventoryProcessor:
             self.state.put_hold(decision.hold)
             self.state.put_status(decision.status)
             self.index.add(decision.hold)
+            self._remember(_request_outcome(decision.status))
             return [self._reserved(decision.hold, decision.status, envelope.event_id)]
         if decision.kind is DecisionKind.REJECTED:
             self.state.put_status(decision.status)
+            self._remember(_request_outcome(decision.status))
             return [self._rejected(decision.status, envelope.event_id)]
         return self._replay_decision(decision.status, envelope.event_id)
 
+    def _remember(self, outcome: str) -> None:
+        if self.emitted_here is not None:
+            self.emitted_here.add(outcome)
+
+    def _emitted_here(self, outcome: str) -> bool:
+        return self.emitted_here is not None and outcome in self.emitted_here
+
     def _replay_decision(self, status: RequestStatus, causation_id: str) -> list[Outgoing]:
+        if self._emitted_here(_request_outcome(status)):
+            return []
         if status.status is Status.REJECTED:
             return [self._rejected(status, causation_id)]
-        if status.status is Status.RESERVED and status.reservation_id:
-            hold = self.state.hold(status.reservation_id)
+        if status.reservation_id:
+            hold = self.state.hold(status.reservation_id) or self._finished_hold(status)
             if hold is not None:
                 return [self._reserved(hold, status, causation_id)]
         return []
+
+    def _finished_hold(self, status: RequestStatus) -> Hold | None:
+        """The hold a finished reservation announced, rebuilt from its status.
+
+        A crash can keep a decision's state while losing its ``SeatsReserved``, and the
+        hold may be released or sold before the request comes again; re-announcing it (same
+        envelope id, expiry = when it finished) keeps every release and sale preceded by its
+        reservation. A late charge for it is refunded like any capture after expiry.
+        """
+        inventory = self.state.inventory(status.event_id)
+        if inventory is None or status.reservation_id is None:
+            return None
+        return Hold(
+            reservation_id=status.reservation_id,
+            request_id=status.request_id,
+            event_id=status.event_id,
+            user_id=status.user_id,
+            quantity=status.quantity,
+            amount_cents=status.quantity * inventory.price_cents,
+            expires_at_ms=status.updated_at_ms,
+        )
 
     def on_tick(self, envelope: Envelope, tick: HoldExpiryTick, partition: int) -> list[Outgoing]:
         """Release the holds of ``partition`` that expired by the tick's ``now_ms``."""

@@ -85,6 +85,7 @@ class SagaInventoryProcessor(InventoryProcessor):
         if result.kind is SagaKind.DUPLICATE:
             return self._replay_capture(envelope, data, status)
         self._write(result, hold, data.event_id)
+        self._remember(f"capture/{data.reservation_id}")
         out: list[Outgoing] = []
         if result.kind is SagaKind.CONFIRMED and hold is not None and result.status is not None:
             order = OrderConfirmed.from_hold(hold, result.status)
@@ -124,13 +125,15 @@ class SagaInventoryProcessor(InventoryProcessor):
         )
         if result.kind is SagaKind.DUPLICATE:
             if (
-                status is not None
+                not self._emitted_here(f"decline/{data.reservation_id}")
+                and status is not None
                 and status.status is Status.FAILED
                 and status.reservation_id == data.reservation_id
             ):
                 return [self._released(envelope, status)]
             return []
         self._write(result, hold, data.event_id)
+        self._remember(f"decline/{data.reservation_id}")
         if result.status is None or not result.seats_released:
             return []
         logger.info(
@@ -158,7 +161,7 @@ class SagaInventoryProcessor(InventoryProcessor):
     def _replay_capture(
         self, envelope: Envelope, data: PaymentCaptured, status: RequestStatus | None
     ) -> list[Outgoing]:
-        if status is None:
+        if status is None or self._emitted_here(f"capture/{data.reservation_id}"):
             return []
         if status.refunded:
             refund = RefundRequested(

@@ -18,6 +18,7 @@ from eventpro.agents.channels import combined_input, orders_topic, reservations_
 from eventpro.analytics.facts import fact_from
 from eventpro.analytics.tables import event_time, processor
 from eventpro.app import app
+from eventpro.commit_gate import commit_gate
 from eventpro.schemas import SchemaError, decode
 from eventpro.settings import get_settings
 
@@ -60,9 +61,10 @@ def handle_event(event: EventT) -> str:
 async def analytics_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
     """Count every outcome once; yields a label per record."""
     async for event in stream.events():
-        try:
-            label = handle_event(event)
-        except Exception:  # analytics must not stop the partition
-            logger.exception("analytics failed on %s; record skipped", event.message.tp)
-            label = "error"
-        yield label
+        async with commit_gate.processing():
+            try:
+                label = handle_event(event)
+            except Exception:  # analytics must not stop the partition
+                logger.exception("analytics failed on %s; record skipped", event.message.tp)
+                label = "error"
+            yield label

@@ -1,7 +1,7 @@
 """The pipeline benchmark runs end to end at the tiny scale, and every phase keeps the invariants.
 
-Not a timed test: it proves the harness works (broker, EventPro worker, naive baseline,
-load generator, report files), whatever the figures are.
+Not a timed test: it proves the harness works (broker, EventPro workers per record and
+batched, naive baseline, load generator, report files), whatever the figures are.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     data = json.loads((tmp_path / "pipeline-tiny.json").read_text())
     results = data["results"]
     assert results["invariants_ok"] is True
-    for stage in ("reservation_stage", "naive_baseline"):
+    assert results["eventpro_batch_size"] > 1
+    for stage in ("reservation_stage_per_record", "reservation_stage", "naive_baseline"):
         assert results[stage]["decided"] == scale.requests
         assert results[stage]["requests_per_s"] > 0
         assert results[stage]["peak_rss_mb"] > 0
         assert results[stage]["invariants"]["no_oversell"] is True
         assert results[stage]["invariants"]["one_outcome_per_request"] is True
     assert results["ratio_eventpro_to_baseline"] > 0
+    assert results["ratio_batched_to_per_record"] > 0
     assert [entry["offered_per_s"] for entry in results["latency"]] == list(scale.latency_rates)
     assert all(entry["invariants"]["ok"] for entry in results["latency"])
     assert results["full_saga"]["available"] in (True, False)
@@ -33,5 +35,8 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
 
     markdown = (tmp_path / "pipeline-tiny.md").read_text()
     assert "## 1. Reservation stage" in markdown
-    assert "| EventPro |" in markdown
+    assert "| EventPro, per record (batch 1, before) |" in markdown
+    assert f"| EventPro, batched ({results['eventpro_batch_size']}, after) |" in markdown
+    assert "batched / per record:" in markdown
+    assert data["command"] == f"python -m bench.pipeline --scale tiny --out {tmp_path}"
     assert "| naive Faust baseline |" in markdown

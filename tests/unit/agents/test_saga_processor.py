@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from eventpro.agents.processing import Coordinates, Outgoing
+from eventpro.agents.processing import Coordinates, EmittedHere, Outgoing
 from eventpro.agents.saga import SagaInventoryProcessor
 from eventpro.domain import Status
 from eventpro.schemas import (
@@ -40,7 +40,9 @@ class Clock:
         return self.now
 
 
-def _setup(capacity: int = 3) -> tuple[SagaInventoryProcessor, Clock, TicketingState]:
+def _setup(
+    capacity: int = 3, *, emitted_here: EmittedHere | None = None
+) -> tuple[SagaInventoryProcessor, Clock, TicketingState]:
     state = TicketingState({}, {}, {}, {})
     clock = Clock()
     processor = SagaInventoryProcessor(
@@ -50,6 +52,7 @@ def _setup(capacity: int = 3) -> tuple[SagaInventoryProcessor, Clock, TicketingS
         hold_ttl_ms=TTL_MS,
         max_quantity=10,
         clock_ms=clock,
+        emitted_here=emitted_here,
     )
     created = EventCreated(
         event_id="ev", name="Show", capacity=capacity, price_cents=500, max_per_user=10
@@ -180,3 +183,58 @@ def test_ticket_requested_v1_and_v2_are_accepted_side_by_side() -> None:
     assert outs[0][0].envelope.correlation_id == "legacy-envelope-1"
     inventory = state.inventory("ev")
     assert inventory is not None and inventory.held == 5
+
+
+def test_exactly_once_mode_emits_nothing_twice_from_the_same_process() -> None:
+    """A record this process already applied is in its transaction: a replay would duplicate.
+
+    A record applied by an earlier incarnation (state recovered, outcome maybe aborted) is
+    replayed as in at-least-once mode.
+    """
+    emitted = EmittedHere()
+    processor, _, state = _setup(emitted_here=emitted)
+    reserved = _reserve(processor, "r1")
+    request = TicketRequested(event_id="ev", request_id="r1", user_id="u1", quantity=2)
+    assert processor.handle(Envelope.new(request, source="t"), _at("ticket-requests")) == []
+    [order] = processor.handle(_captured(reserved), _at("payments"))
+    assert order.envelope.event_type == "OrderConfirmed"
+    assert processor.handle(_captured(reserved), _at("payments")) == []
+    rejected = TicketRequested(event_id="ev", request_id="r2", user_id="u2", quantity=5)
+    [first] = processor.handle(Envelope.new(rejected, source="t"), _at("ticket-requests"))
+    assert first.envelope.event_type == "RequestRejected"
+    assert processor.handle(Envelope.new(rejected, source="t"), _at("ticket-requests")) == []
+    inventory = state.inventory("ev")
+    assert inventory is not None and (inventory.held, inventory.sold) == (0, 2)
+
+    emitted.clear()  # a new incarnation (or partitions that moved) replays
+    [again] = processor.handle(_captured(reserved), _at("payments"))
+    assert again.envelope.event_id == order.envelope.event_id
+    [replayed] = processor.handle(Envelope.new(rejected, source="t"), _at("ticket-requests"))
+    assert replayed.envelope.event_id == first.envelope.event_id
+
+
+def test_emitted_here_forgets_the_oldest_past_its_limit() -> None:
+    emitted = EmittedHere(limit=2)
+    for key in ("a", "b", "c"):
+        emitted.add(key)
+    assert "a" not in emitted and "b" in emitted and "c" in emitted
+    assert len(emitted) == 2
+
+
+def test_a_redelivered_request_re_announces_its_finished_reservation() -> None:
+    """State kept but SeatsReserved lost, then the hold expired: the replay announces it."""
+    processor, clock, state = _setup()
+    reserved = _reserve(processor, "r1")
+    clock.now += TTL_MS + 1
+    tick = HoldExpiryTick(partition=partition_for_key(b"ev", PARTITIONS), now_ms=clock.now)
+    [released] = processor.handle(Envelope.new(tick, source="t"), _at("inventory-ticks"))
+    assert isinstance(released.envelope.data, SeatsReleased)
+    request = TicketRequested(event_id="ev", request_id="r1", user_id="u1", quantity=2)
+    [again] = processor.handle(Envelope.new(request, source="t"), _at("ticket-requests"))
+    assert again.envelope.event_id == reserved.event_id
+    data = again.envelope.data
+    assert isinstance(data, SeatsReserved)
+    assert (data.quantity, data.amount_cents) == (2, 1000)
+    assert data.expires_at_ms <= clock.now
+    inventory = state.inventory("ev")
+    assert inventory is not None and (inventory.held, inventory.sold) == (0, 0)
