@@ -271,7 +271,9 @@ class InventoryProcessor:
         A crash can keep a decision's state while losing its ``SeatsReserved``, and the
         hold may be released or sold before the request comes again; re-announcing it (same
         envelope id, expiry = when it finished) keeps every release and sale preceded by its
-        reservation. A late charge for it is refunded like any capture after expiry.
+        reservation. The gateway's idempotency key (reservation_id) means no second charge
+        for a reservation already charged; a first charge now is refunded like any capture
+        after expiry.
         """
         inventory = self.state.inventory(status.event_id)
         if inventory is None or status.reservation_id is None:

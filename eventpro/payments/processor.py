@@ -14,9 +14,7 @@ for the agent to route to a retry topic.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from eventpro.agents.processing import Outgoing, outcome_event_id
 from eventpro.payments.gateway import PaymentGateway, with_timeout
@@ -45,12 +43,10 @@ class PaymentsProcessor:
 
     :param timeout_seconds: a gateway call taking longer raises
         :class:`~eventpro.payments.PaymentTimeout` (transient).
-    :param clock_ms: wall clock in epoch milliseconds (injected for tests).
     """
 
     gateway: PaymentGateway
     timeout_seconds: float
-    clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
 
     async def handle(self, envelope: Envelope) -> list[Outgoing]:
         """Process one record; returns what to emit (nothing for other event types).
@@ -60,16 +56,6 @@ class PaymentsProcessor:
         """
         data = envelope.data
         if isinstance(data, SeatsReserved):
-            if data.expires_at_ms <= self.clock_ms():
-                # The inventory releases (or has released) these seats; a charge now could
-                # only be refunded. Retries that outlive a hold and re-announced finished
-                # reservations end here.
-                logger.info(
-                    "reservation %s expired before it was charged; not charging correlation_id=%s",
-                    data.reservation_id,
-                    envelope.correlation_id,
-                )
-                return []
             return [await self.charge(envelope, data)]
         if isinstance(data, RefundRequested):
             return [await self.refund(envelope, data)]
