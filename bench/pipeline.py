@@ -534,6 +534,31 @@ def _naive_worker(bootstrap: str, base: Path) -> ManagedProcess:
     return proc
 
 
+async def _stage_only(
+    bootstrap: str,
+    broker: BrokerProcess,
+    worker: ManagedProcess,
+    plan: LoadPlan,
+    prefix: str,
+    scale: Scale,
+) -> StageResult:
+    """Phase 1 alone (no saga, no profile) with ``worker``, which is stopped afterwards."""
+    try:
+        stage, _ = await _stage(
+            bootstrap=bootstrap,
+            broker=broker,
+            worker=worker,
+            plan=plan,
+            prefix=prefix,
+            scale=scale,
+            saga=False,
+            profile_out=None,
+        )
+    finally:
+        worker.stop(timeout=15)
+    return stage
+
+
 async def _per_record_stage(
     bootstrap: str, broker: BrokerProcess, base: Path, scale: Scale, run_id: str
 ) -> StageResult:
@@ -548,19 +573,7 @@ async def _per_record_stage(
         log_path=base / "eventpro-per-record.log",
         env=_eventpro_env(f"bench-per-record-{run_id}", PER_RECORD_PREFIX, batch_size=1),
     )
-    try:
-        stage, _ = await _stage(
-            bootstrap=bootstrap,
-            broker=broker,
-            worker=worker,
-            plan=plan,
-            prefix=PER_RECORD_PREFIX,
-            scale=scale,
-            saga=False,
-            profile_out=None,
-        )
-    finally:
-        worker.stop(timeout=15)
+    stage = await _stage_only(bootstrap, broker, worker, plan, PER_RECORD_PREFIX, scale)
     print(f"phase 1a: {stage.requests_per_s:,.0f} requests/s", flush=True)
     return stage
 
@@ -640,19 +653,7 @@ async def run_benchmark(
         print(f"phase 4: naive baseline on {len(naive_plan.sends):,} submissions", flush=True)
         await _preproduce(bootstrap, NAIVE_PREFIX, naive_plan)
         naive = _naive_worker(bootstrap, base)
-        try:
-            baseline, _ = await _stage(
-                bootstrap=bootstrap,
-                broker=broker,
-                worker=naive,
-                plan=naive_plan,
-                prefix=NAIVE_PREFIX,
-                scale=scale,
-                saga=False,
-                profile_out=None,
-            )
-        finally:
-            naive.stop(timeout=15)
+        baseline = await _stage_only(bootstrap, broker, naive, naive_plan, NAIVE_PREFIX, scale)
         results["naive_baseline"] = asdict(baseline)
         results["ratio_eventpro_to_baseline"] = _ratio(
             stage.requests_per_s, baseline.requests_per_s
