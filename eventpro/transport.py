@@ -74,6 +74,10 @@ class EventProConsumer(aiokafka_driver.Consumer):
         limit = wait_empty_limit(float(self.app.conf.broker_rebalance_timeout))
         try:
             async with commit_gate.closed(limit):
+                # Faust flushes the producer before a plain commit but not before a
+                # transaction's: table writes still in the buffer would land in the next
+                # transaction, and a crash would lose them while their input stays committed.
+                await self.app.producer.flush()
                 return await super().commit(topics, start_new_transaction=start_new_transaction)
         except GateTimeout as exc:
             logger.warning("exactly-once commit postponed: %s", exc)

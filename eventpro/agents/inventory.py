@@ -54,6 +54,8 @@ from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, 
 from eventpro.settings import get_settings
 from eventpro.tables import HoldExpiryIndex, state
 from eventpro.tables.batching import WriteBackState
+from eventpro.tables.reconcile import PendingPartitions, reconcile_partition
+from eventpro.tables.state import TicketingState
 from eventpro.topics import DLQ
 
 __all__ = (
@@ -72,6 +74,8 @@ __all__ = (
     "handle_batch",
     "handle_event",
     "inventory_agent",
+    "pending_recount",
+    "persisted",
     "processor",
     "send_expiry_ticks",
     "withhold_acks",
@@ -102,8 +106,11 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+EXACTLY_ONCE = _settings.processing_guarantee == "exactly_once"
 expiry_index = HoldExpiryIndex(_settings.partitions)
-emitted_here = EmittedHere() if _settings.processing_guarantee == "exactly_once" else None
+pending_recount = PendingPartitions(_settings.partitions)
+"""Partitions whose counters are recounted from their claims before their next record."""
+emitted_here = EmittedHere() if EXACTLY_ONCE else None
 """Outcomes this process emitted (exactly_once only; see InventoryProcessor)."""
 processor = SagaInventoryProcessor(
     state,
@@ -232,8 +239,33 @@ def decide(event: EventT, handler: SagaInventoryProcessor, out: list[Outgoing]) 
     return envelope.event_type
 
 
+def _reconcile_if_new(event: EventT, state: TicketingState) -> None:
+    """Recount the counters of ``event``'s partition if it is its first record since a
+    rebalance (see :mod:`eventpro.tables.reconcile`); ``event`` must be the current event."""
+    partition = int(event.message.partition)
+    if pending_recount.take(partition):
+        corrections = reconcile_partition(state, partition, _settings.partitions)
+        logger.info("partition %d recounted: %d correction(s)", partition, len(corrections))
+
+
+async def persisted() -> None:
+    """Wait until the broker acknowledged every record produced so far.
+
+    The ordering barrier between the flush steps of :class:`WriteBackState` (at least
+    once); under exactly_once the transaction makes a record's writes atomic instead.
+    """
+    if not EXACTLY_ONCE:
+        await app.producer.flush()
+
+
 async def handle_event(event: EventT) -> str:
-    """Process one record end to end (the per-record path); returns a short label."""
+    """Process one record end to end (the per-record path); returns a short label.
+
+    Under at least once it is a batch of one, for the ordered flush steps.
+    """
+    if not EXACTLY_ONCE:
+        return (await handle_batch([event]))[0]
+    _reconcile_if_new(event, state)
     out: list[Outgoing] = []
     label = decide(event, processor, out)
     await emit(out)
@@ -245,7 +277,8 @@ async def handle_batch(events: Sequence[EventT]) -> list[str]:
 
     Every record is decided in its own context (current event), so reads go to its
     partition's store; the overlay's flush writes each key in the context of a record of its
-    partition. Outcomes are sent after the writes, in record order.
+    partition. The writes go out in :class:`WriteBackState`'s three steps, each acknowledged
+    before the next; outcomes are sent with the statuses, in record order.
     """
     out: list[Outgoing] = []
     labels: list[str] = []
@@ -253,16 +286,21 @@ async def handle_batch(events: Sequence[EventT]) -> list[str]:
     try:
         for event in events:
             enter(event)
+            _reconcile_if_new(event, batch_state.state)
             labels.append(decide(event, batch_processor, out))
+        writes = batch_state.flush_claims()
+        await persisted()
+        writes += batch_state.flush_records()
+        await emit(out)
+        await persisted()
+        writes += batch_state.flush_removals()
     except BaseException:
         batch_state.discard()
         raise
-    writes = batch_state.flush()
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "batch of %d records: %d table writes, %d outcomes", len(events), writes, len(out)
         )
-    await emit(out)
     return labels
 
 
@@ -345,6 +383,7 @@ async def expiry_ticks() -> None:
 @app.on_partitions_revoked.connect
 async def _drop_index_on_revoke(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
     expiry_index.invalidate()
+    pending_recount.invalidate()
     if emitted_here is not None:
         emitted_here.clear()
 
@@ -352,3 +391,4 @@ async def _drop_index_on_revoke(sender: Any, revoked: Any = None, **kwargs: Any)
 @app.on_partitions_assigned.connect
 async def _drop_index_on_assign(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
     expiry_index.invalidate()
+    pending_recount.invalidate()

@@ -28,11 +28,13 @@ from eventpro.domain import (
     RequestStatus,
     SagaResult,
     Status,
+    TicketRequest,
     adjust_user_tickets,
     create_event,
     decide_request,
     expire_holds,
     release_hold,
+    reservation_id_for,
 )
 from eventpro.exceptions import EventProError
 from eventpro.schemas import (
@@ -223,10 +225,15 @@ class InventoryProcessor:
     def on_ticket_requested(self, envelope: Envelope, data: TicketRequested) -> list[Outgoing]:
         """Decide a request: reserve (hold) or reject; a duplicate writes nothing."""
         request = data.to_command(envelope.correlation_id)
+        existing = self.state.status(request.event_id, request.request_id)
+        if existing is None or existing.status is Status.PENDING:
+            claim = self.state.claim(reservation_id_for(request.event_id, request.request_id))
+            if claim is not None:
+                return self._finish_reservation(claim, request, envelope.event_id)
         decision = decide_request(
             self.state.inventory(request.event_id),
             self.state.user_tickets(request.event_id, request.user_id),
-            self.state.status(request.event_id, request.request_id),
+            existing,
             request,
             now_ms=self.clock_ms(),
             hold_ttl_ms=self.hold_ttl_ms,
@@ -247,6 +254,38 @@ class InventoryProcessor:
             return [self._rejected(decision.status, envelope.event_id)]
         return self._replay_decision(decision.status, envelope.event_id)
 
+    def _finish_reservation(
+        self, claim: Hold, request: TicketRequest, causation_id: str
+    ) -> list[Outgoing]:
+        """The request's seats are claimed but its status was lost in a crash: record it.
+
+        The claim is written before the status, so a crash between the two leaves this; the
+        seats are counted already (:mod:`eventpro.tables.reconcile`), so deciding again
+        would hold them twice or reject a request that holds seats.
+        """
+        status = RequestStatus(
+            request_id=request.request_id,
+            event_id=request.event_id,
+            user_id=request.user_id,
+            quantity=claim.quantity,
+            status=Status.RESERVED,
+            reservation_id=claim.reservation_id,
+            correlation_id=request.correlation_id,
+            updated_at_ms=self.clock_ms(),
+        )
+        self.state.put_status(status)
+        if not claim.sold:
+            self.index.add(claim)
+        logger.warning(
+            "request %s already holds reservation %s (its status was lost in a crash); "
+            "status restored correlation_id=%s",
+            request.request_id,
+            claim.reservation_id,
+            request.correlation_id,
+        )
+        self._remember(_request_outcome(status))
+        return [self._reserved(claim, status, causation_id)]
+
     def _remember(self, outcome: str) -> None:
         if self.emitted_here is not None:
             self.emitted_here.add(outcome)
@@ -260,7 +299,7 @@ class InventoryProcessor:
         if status.status is Status.REJECTED:
             return [self._rejected(status, causation_id)]
         if status.reservation_id:
-            hold = self.state.hold(status.reservation_id) or self._finished_hold(status)
+            hold = self.state.claim(status.reservation_id) or self._finished_hold(status)
             if hold is not None:
                 return [self._reserved(hold, status, causation_id)]
         return []

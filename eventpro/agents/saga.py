@@ -154,7 +154,10 @@ class SagaInventoryProcessor(InventoryProcessor):
                 event_id, hold.user_id, adjust_user_tickets(current, result.user_tickets_delta)
             )
         if result.removed_hold is not None:
-            self.state.delete_hold(result.removed_hold.reservation_id)
+            if result.kind is SagaKind.CONFIRMED:
+                self.state.mark_sold(result.removed_hold)
+            else:
+                self.state.delete_hold(result.removed_hold.reservation_id)
         if result.status is not None:
             self.state.put_status(result.status)
 

@@ -176,7 +176,9 @@ class TicketRequest:
 class Hold:
     """Seats reserved for one request until ``expires_at_ms``, waiting for payment.
 
-    Stored under ``reservation_id``; deleted when confirmed, released or expired.
+    Stored under ``reservation_id``: the seat claim the event's counters are derived from
+    after a crash (:mod:`eventpro.tables.reconcile`). Deleted when released or expired;
+    kept with ``sold=True`` once confirmed, so the sold seats stay countable.
     """
 
     reservation_id: str
@@ -186,6 +188,7 @@ class Hold:
     quantity: int
     amount_cents: int
     expires_at_ms: int
+    sold: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -197,6 +200,7 @@ class Hold:
             "quantity": self.quantity,
             "amount_cents": self.amount_cents,
             "expires_at_ms": self.expires_at_ms,
+            "sold": self.sold,
         }
 
     @classmethod
@@ -210,6 +214,7 @@ class Hold:
             quantity=int(data["quantity"]),
             amount_cents=int(data["amount_cents"]),
             expires_at_ms=int(data["expires_at_ms"]),
+            sold=bool(data.get("sold", False)),
         )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from eventpro.tables.state import TicketingState
 
@@ -145,27 +145,39 @@ class WriteBackTable(MutableMapping[str, V]):
     def __len__(self) -> int:
         return sum(1 for _ in self.items())
 
-    def flush(self) -> int:
-        """Write each dirty key to ``backing`` once, in its record's context; returns writes.
+    def flush(self, only: Literal["all", "stores", "deletes"] = "all") -> int:
+        """Write dirty keys to ``backing`` once each, in their record's context; returns writes.
 
-        A key the batch deleted is deleted from ``backing`` if it is there (a key created and
-        deleted within the batch never reaches the table).
+        ``only="stores"`` writes the stored values and keeps the deletions for a later
+        ``only="deletes"``. A key the batch deleted is deleted from ``backing`` if it is there
+        (a key created and deleted within the batch never reaches the table).
         """
-        backing, cursor, sources = self._backing, self._cursor, self._sources
+        backing, cursor, sources, values = self._backing, self._cursor, self._sources, self._values
         writes = 0
+        done: list[str] = []
         try:
-            for key, value in self._values.items():
+            for key, value in values.items():
+                deleted = value is _DELETED
+                if (only == "stores" and deleted) or (only == "deletes" and not deleted):
+                    continue
                 cursor.restore(sources[key])
-                if value is _DELETED:
+                done.append(key)
+                if deleted:
                     if key in backing:
                         del backing[key]
                         writes += 1
                 else:
                     backing[key] = value
                     writes += 1
-        finally:
-            self._values.clear()
-            sources.clear()
+        except BaseException:
+            self.discard()
+            raise
+        if only == "all":
+            self.discard()
+        else:
+            for key in done:
+                del values[key]
+                del sources[key]
         return writes
 
     def discard(self) -> None:
@@ -178,10 +190,18 @@ class WriteBackState:
     """A :class:`TicketingState` over write-back overlays of another state's four tables.
 
     :attr:`state` is what a processor reads and writes during a batch; :meth:`enter` before
-    each record, :meth:`flush` once at the end of the batch. Tables are flushed in the
-    order of a single record's writes (inventory, user counts, holds, statuses last), so the
-    request status, which records that a step is done, is still written after what it
-    records.
+    each record, then the three flushes in order, each after the previous one's records are
+    acknowledged by the broker (at least once, a crash keeps any subset of a batch's
+    changelog records; this order keeps what survives consistent):
+
+    1. :meth:`flush_claims`: new and changed seat claims (holds, sold claims);
+    2. :meth:`flush_records`: counters, user counts and the statuses that record each step
+       done (the caller sends the batch's outcomes with them);
+    3. :meth:`flush_removals`: claims released or expired.
+
+    A status is never stored without the claims it counts, and a claim is never removed
+    before the status and outcome of its release are stored. Counters that a crash left half
+    written are recounted from the claims (:mod:`eventpro.tables.reconcile`).
     """
 
     def __init__(self, base: TicketingState, activate: Callable[[Any], None]) -> None:
@@ -193,6 +213,8 @@ class WriteBackState:
             WriteBackTable(base.statuses_table, self.cursor),
         )
         inventory, user_tickets, holds, statuses = self.tables
+        self.claims = holds
+        self.records = (inventory, user_tickets, statuses)
         self.state = TicketingState(
             inventory_table=inventory,
             holds_table=holds,
@@ -209,14 +231,28 @@ class WriteBackState:
         """Keys written or deleted by the batch so far, over all four tables."""
         return sum(table.dirty for table in self.tables)
 
-    def flush(self) -> int:
-        """Write every dirty key once; returns how many table writes that took.
+    def flush_claims(self) -> int:
+        """Step 1: store new and changed claims; returns table writes."""
+        return self._flush(lambda: self.claims.flush("stores"))
 
-        If a write fails, the rest of the batch is discarded (never carried into the next
-        batch) and the error propagates: the batch's records must not be acknowledged.
-        """
+    def flush_records(self) -> int:
+        """Step 2: store counters, user counts and statuses; returns table writes."""
+        return self._flush(lambda: sum(table.flush() for table in self.records))
+
+    def flush_removals(self) -> int:
+        """Step 3: delete released claims; returns table writes."""
+        return self._flush(lambda: self.claims.flush("deletes"))
+
+    def flush(self) -> int:
+        """All three steps at once (exactly_once: the transaction makes them atomic)."""
+        return self.flush_claims() + self.flush_records() + self.flush_removals()
+
+    def _flush(self, step: Callable[[], int]) -> int:
+        """Run one flush step; if a write fails, the whole rest of the batch is discarded
+        (never carried into the next batch) and the error propagates: the batch's records
+        must not be acknowledged."""
         try:
-            return sum(table.flush() for table in self.tables)
+            return step()
         except BaseException:
             self.discard()
             raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -32,7 +32,8 @@ class TicketingState:
     """The four ticketing tables of one app, all keyed so they co-partition by event_id.
 
     - ``inventory``: ``event_id`` -> :class:`EventInventory`
-    - ``holds``: ``reservation_id`` -> :class:`Hold` (deleted once confirmed/released/expired)
+    - ``holds``: ``reservation_id`` -> :class:`Hold`, the seat claims: live holds (deleted
+      once released or expired) and sold ones (``sold=True``, kept for the event's life)
     - ``user_tickets``: :func:`user_key` -> seats the user holds or bought (``int``)
     - ``statuses``: :func:`request_key` -> :class:`RequestStatus` (the dedup record)
     """
@@ -53,12 +54,21 @@ class TicketingState:
 
     def hold(self, reservation_id: str) -> Hold | None:
         """A live hold, or ``None`` once it was confirmed, released or expired."""
+        claim = self.claim(reservation_id)
+        return None if claim is None or claim.sold else claim
+
+    def claim(self, reservation_id: str) -> Hold | None:
+        """The reservation's seat claim, live or sold; ``None`` if released or never made."""
         raw = self.holds_table.get(reservation_id)
         return None if raw is None else Hold.from_dict(orjson.loads(raw))
 
     def put_hold(self, hold: Hold) -> None:
-        """Store a new hold."""
+        """Store a new hold (or a claim's new state)."""
         self.holds_table[hold.reservation_id] = _dumps(hold.to_dict())
+
+    def mark_sold(self, hold: Hold) -> None:
+        """Turn a live hold into a sold claim: its seats move from held to sold in one write."""
+        self.put_hold(replace(hold, sold=True))
 
     def delete_hold(self, reservation_id: str) -> None:
         """Remove a finished hold (a tombstone in the changelog), if it is still there."""
@@ -67,8 +77,28 @@ class TicketingState:
 
     def holds(self) -> Iterator[Hold]:
         """Every live hold this worker stores (all of its active partitions)."""
+        for claim in self.claims():
+            if not claim.sold:
+                yield claim
+
+    def claims(self) -> Iterator[Hold]:
+        """Every seat claim this worker stores, live and sold (all of its active partitions)."""
         for raw in list(self.holds_table.values()):
             yield Hold.from_dict(orjson.loads(raw))
+
+    def events(self) -> Iterator[EventInventory]:
+        """Every event this worker stores (all of its active partitions)."""
+        for raw in list(self.inventory_table.values()):
+            yield EventInventory.from_dict(orjson.loads(raw))
+
+    def user_counts(self) -> Iterator[tuple[str, int]]:
+        """Every stored (user key, seat count) (all of this worker's active partitions)."""
+        yield from list(self.user_tickets_table.items())
+
+    def delete_user_key(self, key: str) -> None:
+        """Remove a user seat count by its :func:`user_key`."""
+        if key in self.user_tickets_table:
+            del self.user_tickets_table[key]
 
     def user_tickets(self, event_id: str, user_id: str) -> int:
         """Seats ``user_id`` holds or bought for ``event_id``."""

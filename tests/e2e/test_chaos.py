@@ -7,9 +7,11 @@ asserts every invariant of DESIGN.md.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
-from eventpro.chaos import ChaosSpec, build_plan
+from eventpro.chaos import ChaosSpec, build_plan, run_chaos
 from eventpro.cli import app
 from eventpro.invariants import (
     ApiSnapshot,
@@ -238,3 +240,29 @@ def test_the_cli_rejects_an_unknown_fault() -> None:
     result = CliRunner().invoke(app, ["chaos", "--faults", "kill-everything"])
     assert result.exit_code == 2
     assert "unknown fault" in result.output
+
+
+async def test_on_sale_under_chaos_keeps_every_invariant(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """Reduced scale of ``eventpro chaos``: every fault, real processes, no healing of hangs.
+
+    A worker SIGKILLed mid-stream and restarted, one joining (rebalance), the broker SIGKILLed
+    and restarted, requests and saga records delivered twice: the load must drain and all five
+    invariants hold, checked from the topics, the API and the notification sink.
+    """
+    spec = ChaosSpec(
+        requests=150, events=3, workers=2, seed=3, heal_stuck_workers=False, drain_timeout=150
+    )
+    lines: list[str] = []
+    report = await run_chaos(spec, tmp_path, say=lines.append)
+    text = report.render_text()
+    (artifacts_dir / "chaos-report.txt").write_text("\n".join([*lines, text]) + "\n")
+    assert report.drained, text
+    assert [i.kind for i in report.injections] == list(spec.faults), text
+    assert [(r.number, r.ok) for r in report.invariants] == [(n, True) for n in range(1, 6)], text
+    assert report.worker_restarts_after_broker_loss == 0, text
+    assert report.requests == 150 and report.resubmitted > 0 and report.records_redelivered > 0
+    assert sum(report.outcomes.values()) == report.requests + report.probes, text
+    for injection in report.injections[:3]:
+        assert injection.ready_s is not None and injection.resumed_s is not None, text

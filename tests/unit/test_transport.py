@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
 
 from eventpro.app import create_app
@@ -158,3 +159,30 @@ def test_kafka_apps_use_the_eventpro_transport(tmp_path: Any) -> None:
     assert isinstance(app.transport, EventProTransport)
     assert isinstance(app.consumer, EventProConsumer)
     assert isinstance(app.producer.buffer, EventProProducerBuffer)
+
+
+async def test_a_transaction_commits_only_after_the_buffered_table_writes_left(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust does not flush before a transactional commit; buffered writes would slip into
+    the next transaction and a crash would lose them under a committed input offset."""
+    app = create_app(
+        Settings(app_id="eos-flush", data_dir=str(tmp_path), processing_guarantee="exactly_once")
+    )
+    calls: list[str] = []
+
+    async def flush() -> None:
+        calls.append("flush")
+
+    async def parent_commit(
+        self: Any, topics: Any = None, start_new_transaction: bool = True
+    ) -> bool:
+        calls.append("commit")
+        return True
+
+    monkeypatch.setattr(app.producer, "flush", flush)
+    monkeypatch.setattr(aiokafka_driver.Consumer, "commit", parent_commit)
+    monkeypatch.setattr(app, "in_worker", True)
+    assert app.in_transaction
+    assert await app.consumer.commit() is True
+    assert calls == ["flush", "commit"]

@@ -34,6 +34,8 @@ class Outbox:
     """Collects what the agent sends, per logical topic."""
 
     records: list[SentRecord] = field(default_factory=list)
+    barriers: int = 0
+    """Times the agent waited for the broker's acknowledgements (``inventory.persisted``)."""
 
     def on(self, topic: str) -> list[SentRecord]:
         return [r for r in self.records if r.topic == topic]
@@ -69,6 +71,7 @@ async def faust_app() -> AsyncIterator[object]:
     ):
         table.data._clear()  # memory store: start every test from empty tables
     inventory_module.expiry_index.invalidate()
+    inventory_module.pending_recount.invalidate()
     yield app
 
 
@@ -79,4 +82,9 @@ def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
     monkeypatch.setattr(inventory_module, "topic_for", lambda logical: _FakeTopic(logical, box))
     monkeypatch.setattr(inventory_module, "ticks_topic", _FakeTopic("inventory-ticks", box))
     monkeypatch.setattr(inventory_module, "declare_topics", _no_declare)
+
+    async def persisted() -> None:  # no producer runs in agent tests: count the barriers
+        box.barriers += 1
+
+    monkeypatch.setattr(inventory_module, "persisted", persisted)
     return box

@@ -238,3 +238,37 @@ def test_a_redelivered_request_re_announces_its_finished_reservation() -> None:
     assert data.expires_at_ms <= clock.now
     inventory = state.inventory("ev")
     assert inventory is not None and (inventory.held, inventory.sold) == (0, 0)
+
+
+def test_a_confirmed_hold_stays_as_a_sold_claim() -> None:
+    """Sold seats stay countable from the holds table (reconcile recounts ``sold`` from it)."""
+    processor, _, state = _setup()
+    reserved = _reserve(processor, "r1")
+    processor.handle(_captured(reserved), _at("payments"))
+    data = reserved.data
+    assert isinstance(data, SeatsReserved)
+    assert state.hold(data.reservation_id) is None  # no longer a live hold
+    claim = state.claim(data.reservation_id)
+    assert claim is not None and claim.sold and claim.quantity == 2
+    assert list(state.holds()) == [] and [c.reservation_id for c in state.claims()] == [
+        data.reservation_id
+    ]
+
+
+def test_a_request_whose_claim_survived_a_crash_without_its_status_is_not_decided_again() -> None:
+    """Claims are flushed before statuses: a crash between leaves a claim and no status. The
+    redelivered request must finish that reservation, not hold the seats a second time (or
+    be rejected as sold out by its own hold)."""
+    processor, _, state = _setup(capacity=2)
+    reserved = _reserve(processor, "r1", qty=2)
+    status_key = next(iter(state.statuses_table))
+    del state.statuses_table[status_key]  # the crash lost the status, kept the claim
+    request = TicketRequested(event_id="ev", request_id="r1", user_id="u1", quantity=2)
+    [again] = processor.handle(Envelope.new(request, source="t"), _at("ticket-requests"))
+    assert again.envelope.event_id == reserved.event_id
+    assert isinstance(again.envelope.data, SeatsReserved)
+    status = state.status("ev", "r1")
+    assert status is not None and status.status is Status.RESERVED
+    inventory = state.inventory("ev")
+    assert inventory is not None and (inventory.held, inventory.available) == (2, 0)
+    assert state.user_tickets("ev", "u1") == 2

@@ -171,6 +171,31 @@ def test_a_failed_flush_drops_the_rest_of_the_batch_and_leaves_no_record_current
     assert state.flush() == 0
 
 
+def test_the_three_flush_steps_write_claims_then_records_then_removals() -> None:
+    """A status may only reach the changelog after the claims it counts, and a released
+    claim may only leave after the status of its release (the agent waits for the broker
+    between the steps)."""
+    context = Context()
+    inventory, users, holds, statuses = (FakeTable(context) for _ in range(4))
+    holds.data["old-hold"] = b"h0"
+    state = WriteBackState(TicketingState(inventory, holds, users, statuses), context.activate)
+    state.enter(2)
+    state.state.holds_table["new-hold"] = b"h1"
+    del state.state.holds_table["old-hold"]
+    state.state.inventory_table["ev"] = b"i"
+    state.state.user_tickets_table["ev/u"] = 1
+    state.state.statuses_table["ev/r"] = b"s"
+
+    assert state.flush_claims() == 1
+    assert holds.log == [("set", "new-hold", 2)] and inventory.log == statuses.log == []
+    assert state.flush_records() == 3
+    assert [e[1] for e in inventory.log + users.log + statuses.log] == ["ev", "ev/u", "ev/r"]
+    assert "old-hold" in holds.data
+    assert state.flush_removals() == 1
+    assert holds.log[-1] == ("del", "old-hold", 2) and state.dirty == 0
+    assert context.partition is None
+
+
 # --- the overlay decides exactly like per-record tables --------------------------------------
 
 
