@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 import faust
@@ -74,6 +76,21 @@ class _EventProWorker(faust.Worker):
         print(self.app.agents.human_tracebacks(), file=self.stderr, flush=True)
 
 
+def discard_untrusted_tables(settings: Settings, tabledir: Path) -> bool:
+    """Under exactly_once, delete the local table stores before the worker starts.
+
+    Faust applies a table write to RocksDB at once, also when its transaction is later
+    aborted (the process died before the commit). Only the committed changelog is the truth,
+    so the tables are rebuilt from it (read_committed) instead of trusting the local copy.
+    Returns whether anything was deleted.
+    """
+    if settings.processing_guarantee != "exactly_once" or not tabledir.exists():
+        return False
+    logger.info("exactly_once: rebuilding the tables from their changelogs (%s removed)", tabledir)
+    shutil.rmtree(tabledir)
+    return True
+
+
 def run_worker(
     settings: Settings | None = None,
     *,
@@ -94,6 +111,7 @@ def run_worker(
 
     worker_datadir(settings).mkdir(parents=True, exist_ok=True)
     app.finalize()
+    discard_untrusted_tables(settings, Path(app.conf.tabledir))
     app.discover()
     worker = _EventProWorker(
         app,

@@ -392,3 +392,7 @@ async def _drop_index_on_revoke(sender: Any, revoked: Any = None, **kwargs: Any)
 async def _drop_index_on_assign(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
     expiry_index.invalidate()
     pending_recount.invalidate()
+    if emitted_here is not None:
+        # A record handled between the revocation and now may have emitted into a
+        # transaction the rebalance aborted; when it is read again it must emit again.
+        emitted_here.clear()

@@ -10,6 +10,7 @@ from eventpro.analytics.config import get_analytics_settings
 from eventpro.analytics.stats import gather_stats, iso, local_stats
 from eventpro.analytics.tables import processor, totals_table
 from eventpro.app import app
+from eventpro.web.routing import owner_route
 
 __all__ = ("API_PREFIX", "WindowParamError", "blueprint", "parse_window")
 
@@ -52,7 +53,7 @@ def _window_error(view: web.View, exc: WindowParamError) -> web.Response:
 class EventSalesView(web.View):
     """Tumbling windows of one event, from the worker that owns it."""
 
-    @app.table_route(table=totals_table, match_info="event_id")
+    @owner_route(app, totals_table, match_info="event_id")
     async def get(self, request: web.Request, event_id: str) -> web.Response:
         """200 with ``[{window_start, window_end, requests, sold, ...}]``, oldest first."""
         sizes = get_analytics_settings().windows

@@ -105,15 +105,31 @@ class _Run:
         return urls[self._rr % len(urls)]
 
     async def _get(self, url: str) -> dict[str, Any] | None:
+        """The JSON body of a 200 answer, else ``None``."""
+        status, body = await self._fetch(url)
+        return body if status == 200 else None
+
+    async def _fetch(self, url: str) -> tuple[int | None, dict[str, Any] | None]:
+        """(HTTP status, JSON body); ``(None, None)`` when the worker did not answer."""
         assert self.http is not None
         try:
             async with self.http.get(url) as response:
-                if response.status != 200:
-                    return None
-                body: dict[str, Any] = await response.json()
-                return body
+                body: dict[str, Any] | None = None
+                if response.content_type == "application/json":
+                    body = await response.json()
+                return response.status, body
         except (TimeoutError, aiohttp.ClientError):
-            return None
+            return None, None
+
+    async def _get_settled(self, path: str, limit: float = 30.0) -> dict[str, Any] | None:
+        """Like :meth:`_get` on some worker, retrying while workers rebalance (503) or are
+        unreachable: the final snapshot must be the owners' answer, not a refusal."""
+        deadline = time.monotonic() + limit
+        while True:
+            status, body = await self._fetch(f"{self._url()}{path}")
+            if status not in (None, 503) or time.monotonic() >= deadline:
+                return body if status == 200 else None
+            await asyncio.sleep(0.2)
 
     async def _why_not_ready(self, only: int | None = None) -> str:
         """What the workers' ``/ready`` say, for messages."""
@@ -376,15 +392,14 @@ class _Run:
     async def _api_snapshot(self) -> ApiSnapshot:
         events = {}
         for event in self.plan.events:
-            state = await self._get(f"{self._url()}/api/v1/events/{event.event_id}")
+            state = await self._get_settled(f"/api/v1/events/{event.event_id}")
             if state is not None:
                 events[event.event_id] = state
         gate = asyncio.Semaphore(32)
 
         async def status(rid: str, event_id: str) -> tuple[str, dict[str, Any] | None]:
             async with gate:
-                url = f"{self._url()}/api/v1/events/{event_id}/requests/{rid}"
-                return rid, await self._get(url)
+                return rid, await self._get_settled(f"/api/v1/events/{event_id}/requests/{rid}")
 
         answers = await asyncio.gather(*(status(r, e) for r, e in self.acked.items()))
         return ApiSnapshot(events, {rid: body for rid, body in answers if body is not None})

@@ -3,10 +3,10 @@
 Every function is idempotent given the state it is handed: applying a capture, a decline or
 an expiry twice changes the state once, and the second call returns ``DUPLICATE``.
 
-The agent writes a result's values in this order: inventory, user ticket count, hold
-(delete ``result.removed_hold.reservation_id``), status last. The status is the record of
-"this step is done", so a crash between writes is finished on redelivery instead of being
-skipped. With ``processing_guarantee=exactly_once`` the order does not matter.
+The agent stores a confirmed hold as a sold claim and deletes a released one; it writes claims
+before the status (the record of "this step is done") and deletes them after it, waiting for
+the broker in between (:class:`~eventpro.tables.batching.WriteBackState`), and recounts the
+counters from the claims after a takeover (:mod:`eventpro.tables.reconcile`).
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class SagaResult:
 
     - ``inventory``: the event's counters after the step (write when changed).
     - ``status``: the request's status after the step (``None`` when nothing is known).
-    - ``removed_hold``: the hold to delete from the holds table, if any.
+    - ``removed_hold``: the hold that is no longer live (deleted, or kept as a sold claim
+      for ``CONFIRMED``), if any.
     - ``user_tickets_delta``: add to the user's ticket count (see :func:`adjust_user_tickets`).
     - ``refund``: set for ``REFUND_REQUIRED``; emit ``RefundRequested``.
 

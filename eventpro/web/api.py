@@ -2,8 +2,9 @@
 
 Writes are produced to ``ticket-requests`` (keyed by event_id) and answered as soon as the
 broker has acknowledged them; the inventory agent decides them. Reads of partitioned state are
-routed with ``app.table_route`` to the worker that owns the event's partition, so every worker
-answers the same.
+routed to the worker that owns the event's partition (:func:`~eventpro.web.routing.owner_route`),
+so every worker answers the same; a worker that is rebalancing answers ``503`` with
+``Retry-After`` rather than from tables that may be stale.
 
 ``POST /api/v1/events`` answers 201 once the event's owner has applied it (it can be bought at
 once), or 202 if that takes longer than a few seconds (for example during a rebalance).
@@ -37,6 +38,7 @@ from eventpro.web.auth import current_policy, require_admin_token
 from eventpro.web.bodies import BodyError, CreateEventBody, TicketRequestBody, parse_body
 from eventpro.web.limits import read_limited_body
 from eventpro.web.ratelimit import limiter_from_settings
+from eventpro.web.routing import owner_route, view_is_stale
 
 __all__ = ("API_PREFIX", "SOURCE", "blueprint", "status_path")
 
@@ -73,6 +75,8 @@ async def lookup_event(event_id: str) -> dict[str, Any] | None:
 
     :raises ServiceUnavailable: the owner is unknown (rebalancing) or did not answer.
     """
+    if view_is_stale(app) is not None:
+        raise ServiceUnavailable()
     try:
         owner = app.router.key_store(inventory_table.name, event_id)
     except KeyError:
@@ -154,7 +158,7 @@ class EventsView(web.View):
 class EventDetailView(web.View):
     """``GET /api/v1/events/{event_id}``: live seat counters, from the partition owner."""
 
-    @app.table_route(table=inventory_table, match_info="event_id")
+    @owner_route(app, inventory_table, match_info="event_id")
     async def get(self, request: web.Request, event_id: str) -> web.Response:
         """200 with capacity/available/held/sold, or 404."""
         inventory = state.inventory(event_id)
@@ -167,7 +171,7 @@ class EventDetailView(web.View):
 class RequestStatusView(web.View):
     """``GET /api/v1/events/{event_id}/requests/{request_id}``: a request's status."""
 
-    @app.table_route(table=inventory_table, match_info="event_id")
+    @owner_route(app, inventory_table, match_info="event_id")
     async def get(self, request: web.Request, event_id: str, request_id: str) -> web.Response:
         """200 with the status, or 404 ``unknown`` (never submitted or not decided yet)."""
         status = state.status(event_id, request_id)

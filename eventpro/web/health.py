@@ -17,6 +17,7 @@ from faust import web
 
 from eventpro.app import app
 from eventpro.monitoring import broker_problem
+from eventpro.web.routing import view_is_stale
 
 __all__ = ("blueprint", "readiness")
 
@@ -36,10 +37,9 @@ def readiness(faust_app: faust.App) -> tuple[bool, dict[str, Any]]:
             assigned = len(faust_app.consumer.assignment())
         except Exception as exc:  # no consumer yet
             reasons.append(f"consumer not ready: {exc!r}")
-        if faust_app.rebalancing:
-            reasons.append("rebalancing")
-        if faust_app.in_recovery or not faust_app.tables.recovery.completed.is_set():
-            reasons.append("recovering tables from changelogs")
+        stale = view_is_stale(faust_app)
+        if stale is not None:
+            reasons.append(stale)
         problem = broker_problem(faust_app)
         if problem is not None:
             reasons.append(f"broker unreachable: {problem}")

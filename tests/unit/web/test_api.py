@@ -41,6 +41,9 @@ async def client(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
     ticketing.request_status_table.data._clear()
     api._KNOWN_EVENTS.clear()
     monkeypatch.setattr(app.router, "route_req", AsyncMock(side_effect=SameNode()))
+    recovered = asyncio.Event()
+    recovered.set()  # a settled worker: tables recovered, not rebalancing
+    monkeypatch.setattr(app.tables.recovery, "completed", recovered)
     async with TestClient(TestServer(_fresh_application())) as test_client:
         yield test_client
 
@@ -190,6 +193,21 @@ async def test_event_and_status_reads(client: TestClient) -> None:
     assert unknown.status == 404
     assert (await unknown.json())["status"] == "unknown"
     assert app.router.route_req.await_count == 2
+
+
+async def test_reads_during_a_rebalance_are_refused_not_answered_from_stale_tables(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that left the group still has its old assignment and frozen tables: it must
+    neither answer from them nor forward by them."""
+    monkeypatch.setattr(app, "rebalancing", True)
+    for path in ("/api/v1/events/ev1", "/api/v1/events/ev1/requests/r1"):
+        response = await client.get(path)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        body = await response.json()
+        assert "rebalancing" in body["error"] and "'ev1'" in body["error"]
+    assert app.router.route_req.await_count == 0
 
 
 async def test_health_and_ready(client: TestClient) -> None:
