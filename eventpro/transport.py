@@ -13,6 +13,14 @@
 
 3. A bounded wait for in-flight records during a rebalance.
 
+4. Never committing past a record that was not acknowledged. Faust's ``_new_offset`` commits
+   the run of acknowledged offsets that starts at the lowest one, checking only for a head
+   gap of *more* than one record after a non-zero committed offset: with the record at the
+   committed offset itself unacknowledged (or nothing committed yet) it commits past it, and
+   that record is never processed (seen: a request whose batch was interrupted by a rebalance
+   had no outcome at all, its offset committed). :meth:`EventProConsumer._new_offset` commits
+   only a run that starts exactly at the next uncommitted offset.
+
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
 stay referenced but unacknowledged although every agent is idle (Faust issue #133 and
@@ -26,6 +34,7 @@ idempotent (DESIGN.md "Delivery semantics").
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import gc
 import logging
@@ -82,6 +91,58 @@ class EventProConsumer(aiokafka_driver.Consumer):
         except GateTimeout as exc:
             logger.warning("exactly-once commit postponed: %s", exc)
             return False
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets; remember where uncommitted partitions start."""
+        await super().perform_seek()
+        self.start_offsets: dict[TP, int] = {}
+        for tp in self.assignment():
+            if self._committed_offset[tp] is None:
+                position = await self.position(tp)
+                if position is not None:
+                    self.start_offsets[tp] = position
+
+    def _next_uncommitted(self, tp: TP) -> int | None:
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            return committed
+        return getattr(self, "start_offsets", {}).get(tp)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """One past the run of acked offsets that starts at the next uncommitted record.
+
+        ``None`` while that record is not acknowledged (a gap at the head). Offset ranges
+        that hold no record (transaction markers, compacted away) count as acknowledged.
+        """
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        gaps = self._gap[tp]
+        if gaps:
+            top = max(acked)
+            filled: list[int] = []
+            for interval in sorted(gaps.overlap(0, top), key=lambda i: i.begin):
+                filled.extend(range(interval.begin, interval.end))
+            if filled:
+                acked.extend(filled)
+                gaps.chop(0, max(filled[-1], top + 1))
+        acked.sort()
+        index = self._acked_index[tp]
+        expected = self._next_uncommitted(tp)
+        if expected is not None:
+            stale = bisect.bisect_left(acked, expected)
+            if stale:  # acknowledged again after a seek back: already committed
+                index.difference_update(acked[:stale])
+                del acked[:stale]
+            if not acked or acked[0] != expected:
+                return None
+        end = 0
+        while end + 1 < len(acked) and acked[end + 1] <= acked[end] + 1:
+            end += 1
+        last = acked[end]
+        index.difference_update(acked[: end + 1])
+        del acked[: end + 1]
+        return last + 1
 
     async def wait_empty(self) -> None:
         """Wait for started records to be acked, at most :func:`wait_empty_limit` seconds."""

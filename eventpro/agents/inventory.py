@@ -283,6 +283,7 @@ async def handle_batch(events: Sequence[EventT]) -> list[str]:
     out: list[Outgoing] = []
     labels: list[str] = []
     enter = batch_state.enter
+    rebalances = pending_recount.rebalances
     try:
         for event in events:
             enter(event)
@@ -290,9 +291,12 @@ async def handle_batch(events: Sequence[EventT]) -> list[str]:
             labels.append(decide(event, batch_processor, out))
         writes = batch_state.flush_claims()
         await persisted()
-        writes += batch_state.flush_records()
-        await emit(out)
-        await persisted()
+        if pending_recount.rebalances == rebalances:
+            writes += batch_state.flush_records()
+            await emit(out)
+            await persisted()
+        if pending_recount.rebalances != rebalances:
+            return _abandon(events)
         writes += batch_state.flush_removals()
     except BaseException:
         batch_state.discard()
@@ -342,6 +346,22 @@ def _size_producer_buffer() -> None:
     if isinstance(current, int) and current != PRODUCER_BUFFER_MESSAGES:
         buffer.max_messages = PRODUCER_BUFFER_MESSAGES  # type: ignore[union-attr]
         logger.info("producer buffer holds up to %d records", PRODUCER_BUFFER_MESSAGES)
+
+
+def _abandon(events: Sequence[EventT]) -> list[str]:
+    """A rebalance happened while the batch waited for the broker: stop writing for it.
+
+    Its partitions may have moved; whoever owns them now reads the records again (they are
+    never committed from here) and finishes what was written so far, as after a crash.
+    """
+    batch_state.discard()
+    withhold_acks(events)
+    logger.warning(
+        "a rebalance happened while a batch of %d records was being written; the rest of it "
+        "is left to the partitions' owners, who process the records again",
+        len(events),
+    )
+    return ["abandoned"] * len(events)
 
 
 def _summary(labels: list[str]) -> str:

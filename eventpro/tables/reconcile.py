@@ -101,10 +101,13 @@ class PendingPartitions:
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
         self._pending: set[int] = set(range(partitions))
+        self.rebalances = 0
+        """How many rebalances this process went through (work that spans one is stale)."""
 
     def invalidate(self) -> None:
         """A rebalance happened: recount every partition before using it."""
         self._pending = set(range(self.partitions))
+        self.rebalances += 1
 
     def take(self, partition: int) -> bool:
         """True (once) if ``partition`` must be recounted now."""

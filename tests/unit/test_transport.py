@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 
 from eventpro.app import create_app
 from eventpro.settings import Settings
@@ -186,3 +187,52 @@ async def test_a_transaction_commits_only_after_the_buffered_table_writes_left(
     assert app.in_transaction
     assert await app.consumer.commit() is True
     assert calls == ["flush", "commit"]
+
+
+def _offsets_consumer(tmp_path: Any, committed: int | None, acked: list[int]) -> Any:
+    app = create_app(Settings(app_id="offsets", data_dir=str(tmp_path)))
+    consumer = app.consumer
+    tp = TP("ticket-requests", 0)
+    consumer._committed_offset[tp] = committed
+    consumer._acked[tp] = list(acked)
+    consumer._acked_index[tp] = set(acked)
+    return consumer, tp
+
+
+def test_faust_commits_past_an_unacknowledged_record_at_the_head(tmp_path: Any) -> None:
+    """The bug being fixed: record 6 was never processed, yet Faust's offset skips it."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=6, acked=list(range(7, 63)))
+    assert aiokafka_driver.Consumer._new_offset(consumer, tp) == 63
+    consumer, tp = _offsets_consumer(tmp_path, committed=None, acked=[3, 4])
+    assert aiokafka_driver.Consumer._new_offset(consumer, tp) == 5
+
+
+def test_nothing_is_committed_while_the_next_record_is_unacknowledged(tmp_path: Any) -> None:
+    consumer, tp = _offsets_consumer(tmp_path, committed=6, acked=list(range(7, 63)))
+    assert consumer._new_offset(tp) is None
+    consumer._acked[tp].append(6)
+    consumer._acked_index[tp].add(6)
+    assert consumer._new_offset(tp) == 63
+    assert consumer._acked[tp] == [] and consumer._acked_index[tp] == set()
+
+
+def test_the_run_stops_at_the_first_gap_and_old_acks_are_dropped(tmp_path: Any) -> None:
+    consumer, tp = _offsets_consumer(tmp_path, committed=10, acked=[4, 10, 11, 13])
+    assert consumer._new_offset(tp) == 12
+    assert consumer._acked[tp] == [13] and consumer._acked_index[tp] == {13}
+
+
+def test_a_partition_never_committed_starts_where_reading_started(tmp_path: Any) -> None:
+    consumer, tp = _offsets_consumer(tmp_path, committed=None, acked=[3, 4])
+    consumer.start_offsets = {tp: 0}
+    assert consumer._new_offset(tp) is None
+    consumer._acked[tp] = [0, 1, 2, 3, 4]
+    consumer._acked_index[tp] = {0, 1, 2, 3, 4}
+    assert consumer._new_offset(tp) == 5
+
+
+def test_offsets_without_records_count_as_acknowledged(tmp_path: Any) -> None:
+    """Transaction markers leave offsets no consumer ever sees (Faust records them as gaps)."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=5, acked=[7, 8])
+    consumer._gap[tp].addi(5, 7)
+    assert consumer._new_offset(tp) == 9

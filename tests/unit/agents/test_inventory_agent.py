@@ -218,3 +218,32 @@ async def test_the_first_record_after_a_rebalance_recounts_its_partition(
     ]
     inventory = state.inventory(ev)
     assert inventory is not None and (inventory.held, inventory.available) == (6, 0)
+
+
+async def test_a_batch_that_spans_a_rebalance_stops_writing_and_is_not_acknowledged(
+    faust_app: object, outbox: Any, monkeypatch: Any
+) -> None:
+    """Its partitions may have moved while it waited for the broker: the rest (statuses,
+    outcomes) is left to the owner, which reads the records again."""
+    ev, p = "ev-moved", _part("ev-moved")
+    acked: list[bool] = []
+
+    async def rebalance_during_the_wait() -> None:
+        inventory_module.pending_recount.invalidate()
+
+    real_abandon = inventory_module._abandon
+
+    def abandon(events: Any) -> list[str]:
+        labels = real_abandon(events)
+        acked.extend(event.message.acked for event in events)
+        return labels
+
+    async with inventory_agent.test_context() as agent:
+        await agent.put(_created(ev, capacity=5), key=ev.encode(), partition=p)
+        monkeypatch.setattr(inventory_module, "persisted", rebalance_during_the_wait)
+        monkeypatch.setattr(inventory_module, "_abandon", abandon)
+        await agent.put(_request(ev, "r1", 2), key=ev.encode(), partition=p)
+    assert outbox.on("reservations") == []
+    assert state.status(ev, "r1") is None
+    assert reservation_id_for(ev, "r1") in ticketing.holds_table.data  # step 1 was done
+    assert acked == [True]  # marked, so take_events never hands it to the consumer's acks

@@ -272,3 +272,20 @@ def test_a_request_whose_claim_survived_a_crash_without_its_status_is_not_decide
     inventory = state.inventory("ev")
     assert inventory is not None and (inventory.held, inventory.available) == (2, 0)
     assert state.user_tickets("ev", "u1") == 2
+
+
+def test_an_expired_claim_whose_status_was_lost_is_announced_before_its_release() -> None:
+    """The tick may come before the redelivered request: the release must still follow a
+    SeatsReserved, or consumers would see seats released that were never reserved."""
+    processor, clock, state = _setup()
+    reserved = _reserve(processor, "r1")
+    del state.statuses_table[next(iter(state.statuses_table))]
+    clock.now += TTL_MS + 1
+    tick = HoldExpiryTick(partition=partition_for_key(b"ev", PARTITIONS), now_ms=clock.now)
+    out = processor.handle(Envelope.new(tick, source="t"), _at("inventory-ticks"))
+    assert [o.envelope.event_type for o in out] == ["SeatsReserved", "SeatsReleased"]
+    assert out[0].envelope.event_id == reserved.event_id
+    inventory = state.inventory("ev")
+    assert inventory is not None and inventory.held == 0
+    status = state.status("ev", "r1")
+    assert status is not None and status.status is Status.FAILED
