@@ -252,7 +252,13 @@ async def test_on_sale_under_chaos_keeps_every_invariant(
     invariants hold, checked from the topics, the API and the notification sink.
     """
     spec = ChaosSpec(
-        requests=150, events=3, workers=2, seed=3, heal_stuck_workers=False, drain_timeout=150
+        requests=150,
+        events=3,
+        workers=2,
+        seed=3,
+        heal_stuck_workers=False,
+        drain_timeout=150,
+        worker_log_level="INFO",  # the logs in the run directory explain a failure
     )
     lines: list[str] = []
     report = await run_chaos(spec, tmp_path, say=lines.append)
