@@ -19,7 +19,8 @@
    committed offset itself unacknowledged (or nothing committed yet) it commits past it, and
    that record is never processed (seen: a request whose batch was interrupted by a rebalance
    had no outcome at all, its offset committed). :meth:`EventProConsumer._new_offset` commits
-   only a run that starts exactly at the next uncommitted offset.
+   only a run that starts exactly at the next uncommitted offset, and partitions without a
+   committed offset are read from their beginning (:meth:`EventProConsumer.perform_seek`).
 
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
@@ -93,14 +94,26 @@ class EventProConsumer(aiokafka_driver.Consumer):
             return False
 
     async def perform_seek(self) -> None:
-        """Seek to the committed offsets; remember where uncommitted partitions start."""
+        """Seek to the committed offsets, and partitions with none to their beginning.
+
+        Faust resumes fetching before it seeks, and records fetched meanwhile are dropped
+        when flow control resumes; a partition with a committed offset is sought back to it,
+        but one without (or at 0) was not sought at all, so those records were skipped (seen:
+        captures never applied). Seeking it to its first offset reads them again.
+        """
         await super().perform_seek()
         self.start_offsets: dict[TP, int] = {}
-        for tp in self.assignment():
-            if self._committed_offset[tp] is None:
-                position = await self.position(tp)
-                if position is not None:
-                    self.start_offsets[tp] = position
+        acked_topic = self.app.topics.acks_enabled_for  # stream topics, not changelogs
+        fresh = [
+            tp
+            for tp in self.assignment()
+            if acked_topic(tp.topic) and self._committed_offset[tp] is None
+        ]
+        if not fresh:
+            return
+        for tp, beginning in (await self.earliest_offsets(*fresh)).items():
+            await self.seek(tp, beginning)
+            self.start_offsets[tp] = beginning
 
     def _next_uncommitted(self, tp: TP) -> int | None:
         committed = self._committed_offset[tp]

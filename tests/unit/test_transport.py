@@ -236,3 +236,34 @@ def test_offsets_without_records_count_as_acknowledged(tmp_path: Any) -> None:
     consumer, tp = _offsets_consumer(tmp_path, committed=5, acked=[7, 8])
     consumer._gap[tp].addi(5, 7)
     assert consumer._new_offset(tp) == 9
+
+
+async def test_partitions_without_a_committed_offset_are_read_from_their_beginning(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records fetched before the seek are dropped when flow control resumes; a partition
+    Faust does not seek (nothing committed) would skip them."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=None, acked=[])
+    committed_tp, changelog_tp = TP("ticket-requests", 1), TP("inventory-changelog", 0)
+    consumer._committed_offset[committed_tp] = 40
+    seeks: list[tuple[TP, int]] = []
+
+    async def parent_seek(self: Any) -> None:
+        pass
+
+    async def earliest(*tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 0)
+
+    async def seek(partition: TP, offset: int) -> None:
+        seeks.append((partition, offset))
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", parent_seek)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp, committed_tp, changelog_tp})
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest)
+    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(
+        consumer.app.topics, "acks_enabled_for", lambda topic: "changelog" not in topic
+    )
+    await consumer.perform_seek()
+    assert seeks == [(tp, 0)]
+    assert consumer.start_offsets == {tp: 0}
