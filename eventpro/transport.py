@@ -59,6 +59,9 @@ __all__ = (
 
 logger = logging.getLogger(__name__)
 
+BLOCKED_HEAD_WARN_S = 30.0
+"""How long a partition's commits may wait on one unacknowledged record before a warning."""
+
 WAIT_EMPTY_SHARE = 0.25
 """Share of the rebalance timeout a revoking worker waits for in-flight records."""
 
@@ -148,7 +151,10 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 index.difference_update(acked[:stale])
                 del acked[:stale]
             if not acked or acked[0] != expected:
+                if acked:
+                    self._note_blocked_head(tp, expected, acked[0])
                 return None
+        self._blocked_since.pop(tp, None)
         end = 0
         while end + 1 < len(acked) and acked[end + 1] <= acked[end] + 1:
             end += 1
@@ -156,6 +162,29 @@ class EventProConsumer(aiokafka_driver.Consumer):
         index.difference_update(acked[: end + 1])
         del acked[: end + 1]
         return last + 1
+
+    @property
+    def _blocked_since(self) -> dict[TP, float]:
+        blocked: dict[TP, float] | None = getattr(self, "_blocked_since_by_tp", None)
+        if blocked is None:
+            blocked = self._blocked_since_by_tp = {}
+        return blocked
+
+    def _note_blocked_head(self, tp: TP, expected: int, next_acked: int) -> None:
+        """Warn (once per episode) when later records are done but the next one is not."""
+        since = self._blocked_since.setdefault(tp, time.monotonic())
+        if since and time.monotonic() - since >= BLOCKED_HEAD_WARN_S:
+            self._blocked_since[tp] = 0.0
+            logger.warning(
+                "commits of %s[%d] held at offset %d for %.0fs: offsets from %d on are "
+                "acknowledged but %d is not; it is processed again after the next rebalance",
+                tp.topic,
+                tp.partition,
+                expected,
+                BLOCKED_HEAD_WARN_S,
+                next_acked,
+                expected,
+            )
 
     async def wait_empty(self) -> None:
         """Wait for started records to be acked, at most :func:`wait_empty_limit` seconds."""

@@ -13,6 +13,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
+import eventpro.transport as transport_module
 from eventpro.app import create_app
 from eventpro.settings import Settings
 from eventpro.transport import (
@@ -267,3 +268,15 @@ async def test_partitions_without_a_committed_offset_are_read_from_their_beginni
     await consumer.perform_seek()
     assert seeks == [(tp, 0)]
     assert consumer.start_offsets == {tp: 0}
+
+
+def test_a_commit_held_by_one_record_is_reported(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(transport_module, "BLOCKED_HEAD_WARN_S", 0.0)
+    consumer, tp = _offsets_consumer(tmp_path, committed=6, acked=[7, 8])
+    with caplog.at_level(logging.WARNING, logger="eventpro.transport"):
+        assert consumer._new_offset(tp) is None
+        assert consumer._new_offset(tp) is None  # once per episode
+    assert caplog.text.count("held at offset 6") == 1
+    assert "offsets from 7 on are acknowledged but 6 is not" in caplog.text
