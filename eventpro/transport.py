@@ -1,4 +1,4 @@
-"""Faust's Kafka transport, with two fixes that EventPro's durability promise needs.
+"""Faust's Kafka transport, with the fixes that EventPro's durability promise needs.
 
 1. A producer buffer whose ``flush`` really waits. Table writes go to their changelog through
    Faust's ``ProducerBuffer``; Faust flushes the producer before it commits source offsets, but
@@ -22,6 +22,12 @@
    only a run that starts exactly at the next uncommitted offset, and partitions without a
    committed offset are read from their beginning (:meth:`EventProConsumer.perform_seek`).
 
+5. Records Faust's streams skip are not acknowledged. While flow control is suspended (a
+   rebalance) or for a record of an older consumer generation, ``Stream`` skips the record
+   and acks it unprocessed; the revocation's commit then committed past records no agent had
+   processed (seen: notifications never sent for outcomes queued when the broker restarted).
+   :meth:`EventProConsumer.ack` drops such acks, so those records are read again.
+
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
 stay referenced but unacknowledged although every agent is idle (Faust issue #133 and
@@ -44,8 +50,9 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
-from faust.types import TP
+from faust.types import TP, Message
 from faust.types.tuples import FutureMessage
+from mode.utils.futures import notify
 
 from eventpro.commit_gate import GateTimeout, commit_gate
 
@@ -95,6 +102,20 @@ class EventProConsumer(aiokafka_driver.Consumer):
         except GateTimeout as exc:
             logger.warning("exactly-once commit postponed: %s", exc)
             return False
+
+    def ack(self, message: Message) -> bool:
+        """Faust's ack, except for records a stream skipped without processing them.
+
+        They are marked done (nothing waits for them) but never counted as committable.
+        """
+        app = self.app
+        if message.generation_id != app.consumer_generation_id or not app.flow_control.is_active():
+            if not message.acked:
+                message.acked = True
+                self._unacked_messages.discard(message)
+                notify(self._waiting_for_ack)
+            return False
+        return super().ack(message)
 
     async def perform_seek(self) -> None:
         """Seek to the committed offsets, and partitions with none to their beginning.

@@ -280,3 +280,29 @@ def test_a_commit_held_by_one_record_is_reported(
         assert consumer._new_offset(tp) is None  # once per episode
     assert caplog.text.count("held at offset 6") == 1
     assert "offsets from 7 on are acknowledged but 6 is not" in caplog.text
+
+
+def test_a_record_a_stream_skipped_is_not_committable(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust's Stream acks records it skips (old generation, flow control suspended)."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=10, acked=[])
+    app = consumer.app
+    monkeypatch.setattr(app, "consumer_generation_id", 7)
+
+    class Msg(SimpleNamespace):  # hashable and weak-referenceable, as Faust's unacked set needs
+        __hash__ = object.__hash__
+
+    def message(offset: int, generation: int) -> Any:
+        return Msg(tp=tp, topic=tp.topic, offset=offset, acked=False, generation_id=generation)
+
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    stale = message(10, generation=6)
+    assert consumer.ack(stale) is False and stale.acked
+    app.flow_control.suspend()
+    suspended = message(11, generation=7)
+    assert consumer.ack(suspended) is False and suspended.acked
+    app.flow_control.resume()
+    current = message(10, generation=7)
+    assert consumer.ack(current) is True
+    assert consumer._acked[tp] == [10]
