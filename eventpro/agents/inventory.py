@@ -29,10 +29,12 @@ the agent that owns the partition releases the due holds with ordinary table wri
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -57,6 +59,7 @@ from eventpro.tables.batching import WriteBackState
 from eventpro.tables.reconcile import PendingPartitions, reconcile_partition
 from eventpro.tables.state import TicketingState
 from eventpro.topics import DLQ
+from eventpro.transport import EventProProducerBuffer
 
 __all__ = (
     "AGENT_NAME",
@@ -141,14 +144,21 @@ batch_processor = SagaInventoryProcessor(
 )
 
 
-async def emit(records: Iterable[Outgoing]) -> None:
-    """Produce ``records`` (buffered; Faust flushes them before committing the source offset)."""
+async def emit(records: Iterable[Outgoing]) -> list[Any]:
+    """Produce ``records``; returns their futures (each resolves on the broker's ack).
+
+    Faust flushes the producer before it commits the source offset.
+    """
+    sent = []
     for record in records:
-        await topic_for(record.topic).send(
+        fut = await topic_for(record.topic).send(
             key=record.key.encode("utf-8") if record.key is not None else None,
             value=encode(record.envelope),
             partition=record.partition,
         )
+        if fut is not None:
+            sent.append(fut)
+    return sent
 
 
 def _where(event: EventT) -> Coordinates:
@@ -248,14 +258,22 @@ def _reconcile_if_new(event: EventT, state: TicketingState) -> None:
         logger.info("partition %d recounted: %d correction(s)", partition, len(corrections))
 
 
-async def persisted() -> None:
-    """Wait until the broker acknowledged every record produced so far.
+async def persisted(futures: Sequence[Awaitable[Any]]) -> None:
+    """Wait until the broker acknowledged ``futures`` (records this batch produced).
 
     The ordering barrier between the flush steps of :class:`WriteBackState` (at least
     once); under exactly_once the transaction makes a record's writes atomic instead.
     """
-    if not EXACTLY_ONCE:
-        await app.producer.flush()
+    if futures and not EXACTLY_ONCE:
+        await asyncio.gather(*futures)
+
+
+def _collect() -> contextlib.AbstractContextManager[list[Any]]:
+    """Collect the futures of the table writes made inside the block."""
+    buffer = getattr(app.producer, "buffer", None)
+    if isinstance(buffer, EventProProducerBuffer):
+        return buffer.collect()
+    return contextlib.nullcontext([])  # another transport (tests): nothing to wait for
 
 
 async def handle_event(event: EventT) -> str:
@@ -289,12 +307,16 @@ async def handle_batch(events: Sequence[EventT]) -> list[str]:
             enter(event)
             _reconcile_if_new(event, batch_state.state)
             labels.append(decide(event, batch_processor, out))
-        writes = batch_state.flush_claims()
-        await persisted()
+        with _collect() as claims:
+            writes = batch_state.flush_claims()
+        await persisted(claims)
         if pending_recount.rebalances == rebalances:
-            writes += batch_state.flush_records()
-            await emit(out)
-            await persisted()
+            removals = batch_state.claims.deletes
+            with _collect() as records:
+                writes += batch_state.flush_records()
+            sent = await emit(out)
+            if removals:
+                await persisted([*records, *sent])
         if pending_recount.rebalances != rebalances:
             return _abandon(events)
         writes += batch_state.flush_removals()

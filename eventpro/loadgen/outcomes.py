@@ -12,6 +12,7 @@ without taking its CPU.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -424,4 +425,7 @@ class OutcomeReader:
     async def stop(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
+            # aiokafka's close cancels and awaits a task of its own; one cancelled before it
+            # ever ran raises CancelledError there (a reader stopped right after its start).
+            await asyncio.sleep(0)
             await consumer.stop()

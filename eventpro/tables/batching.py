@@ -90,6 +90,11 @@ class WriteBackTable(MutableMapping[str, V]):
         """How many keys the batch wrote or deleted so far."""
         return len(self._values)
 
+    @property
+    def deletes(self) -> bool:
+        """Whether the batch deleted a key."""
+        return any(value is _DELETED for value in self._values.values())
+
     def __getitem__(self, key: str) -> V:
         value = self._values.get(key, None)
         if value is None:

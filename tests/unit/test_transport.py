@@ -306,3 +306,18 @@ def test_a_record_a_stream_skipped_is_not_committable(
     current = message(10, generation=7)
     assert consumer.ack(current) is True
     assert consumer._acked[tp] == [10]
+
+
+async def test_collect_sees_only_the_records_buffered_inside_the_block() -> None:
+    channel = _SlowChannel()
+    buffer = await _started(EventProProducerBuffer())
+    try:
+        before = _record(channel, "before")
+        buffer.put(before)  # type: ignore[arg-type]
+        with buffer.collect() as mine:
+            inside = _record(channel, "inside")
+            buffer.put(inside)  # type: ignore[arg-type]
+        buffer.put(_record(channel, "after"))  # type: ignore[arg-type]
+        assert mine == [inside]
+    finally:
+        await _stop_after(buffer, channel, 3)

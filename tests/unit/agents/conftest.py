@@ -6,6 +6,7 @@ import asyncio
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,7 @@ def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
     monkeypatch.setattr(inventory_module, "ticks_topic", _FakeTopic("inventory-ticks", box))
     monkeypatch.setattr(inventory_module, "declare_topics", _no_declare)
 
-    async def persisted() -> None:  # no producer runs in agent tests: count the barriers
+    async def persisted(futures: Any) -> None:  # no producer runs in agent tests: count them
         box.barriers += 1
 
     monkeypatch.setattr(inventory_module, "persisted", persisted)

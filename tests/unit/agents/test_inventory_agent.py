@@ -172,21 +172,22 @@ async def test_send_expiry_ticks_targets_every_partition(outbox: Any) -> None:
     assert {t.envelope.data.now_ms for t in ticks} == {123}
 
 
-async def test_claims_are_acknowledged_before_statuses_and_outcomes_go_out(
+async def test_claims_are_acknowledged_before_statuses_and_removals_after_them(
     faust_app: object, outbox: Any, monkeypatch: Any
 ) -> None:
     """At least once, the agent waits for the broker between the flush steps; at each wait
     the tables hold exactly what the steps so far wrote."""
     ev, p = "ev-order", _part("ev-order")
-    seen: list[tuple[bool, bool, int]] = []
+    reservation = reservation_id_for(ev, "r1")
+    seen: list[tuple[bool, str | None, list[str]]] = []
 
-    async def persisted() -> None:
-        reservation = reservation_id_for(ev, "r1")
+    async def persisted(futures: Any) -> None:
+        status = state.status(ev, "r1")
         seen.append(
             (
                 reservation in ticketing.holds_table.data,
-                state.status(ev, "r1") is not None,
-                len(outbox.on("reservations")),
+                None if status is None else status.status.value,
+                [r.envelope.event_type for r in outbox.on("reservations")],
             )
         )
 
@@ -195,8 +196,16 @@ async def test_claims_are_acknowledged_before_statuses_and_outcomes_go_out(
         seen.clear()
         monkeypatch.setattr(inventory_module, "persisted", persisted)
         await agent.put(_request(ev, "r1", 2), key=ev.encode(), partition=p)
-    # 1st wait: claim stored, no status, nothing sent; 2nd: status and outcome out too.
-    assert seen == [(True, False, 0), (True, True, 1)]
+        # One wait: the claim is stored, no status, nothing sent (no removal to order).
+        assert seen == [(True, None, [])]
+        tick = Envelope.new(HoldExpiryTick(partition=p, now_ms=2**62), source="test")
+        await agent.put(encode(tick), partition=p)
+    # The expiry: the status and SeatsReleased are out before the claim is removed.
+    assert seen[1:] == [
+        (True, "reserved", ["SeatsReserved"]),
+        (True, "failed", ["SeatsReserved", "SeatsReleased"]),
+    ]
+    assert reservation not in ticketing.holds_table.data
 
 
 async def test_the_first_record_after_a_rebalance_recounts_its_partition(
@@ -228,7 +237,7 @@ async def test_a_batch_that_spans_a_rebalance_stops_writing_and_is_not_acknowled
     ev, p = "ev-moved", _part("ev-moved")
     acked: list[bool] = []
 
-    async def rebalance_during_the_wait() -> None:
+    async def rebalance_during_the_wait(futures: Any) -> None:
         inventory_module.pending_recount.invalidate()
 
     real_abandon = inventory_module._abandon
