@@ -35,6 +35,7 @@ from eventpro.domain import (
     expire_holds,
     release_hold,
     reservation_id_for,
+    status_from_hold,
 )
 from eventpro.exceptions import EventProError
 from eventpro.schemas import (
@@ -263,7 +264,9 @@ class InventoryProcessor:
         seats are counted already (:mod:`eventpro.tables.reconcile`), so deciding again
         would hold them twice or reject a request that holds seats.
         """
-        status = self._reserved_status(claim, request.correlation_id, self.clock_ms())
+        status = status_from_hold(
+            claim, correlation_id=request.correlation_id, updated_at_ms=self.clock_ms()
+        )
         self.state.put_status(status)
         if not claim.sold:
             self.index.add(claim)
@@ -276,19 +279,6 @@ class InventoryProcessor:
         )
         self._remember(_request_outcome(status))
         return [self._reserved(claim, status, causation_id)]
-
-    @staticmethod
-    def _reserved_status(hold: Hold, correlation_id: str, now_ms: int) -> RequestStatus:
-        return RequestStatus(
-            request_id=hold.request_id,
-            event_id=hold.event_id,
-            user_id=hold.user_id,
-            quantity=hold.quantity,
-            status=Status.RESERVED,
-            reservation_id=hold.reservation_id,
-            correlation_id=correlation_id,
-            updated_at_ms=now_ms,
-        )
 
     def _remember(self, outcome: str) -> None:
         if self.emitted_here is not None:
@@ -355,7 +345,7 @@ class InventoryProcessor:
             if status is None and released:
                 # Claimed, then a crash before the status and SeatsReserved were stored: the
                 # reservation is announced before its release, never released unannounced.
-                announced = self._reserved_status(hold, "", tick.now_ms)
+                announced = status_from_hold(hold, updated_at_ms=tick.now_ms)
                 released.insert(0, self._reserved(hold, announced, envelope.event_id))
             out.extend(released)
         return out

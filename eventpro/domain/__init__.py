@@ -58,6 +58,7 @@ from eventpro.domain.saga import (
     confirm_hold,
     expire_holds,
     release_hold,
+    status_from_hold,
 )
 
 __all__ = (
@@ -94,6 +95,7 @@ __all__ = (
     "release_hold",
     "request_key",
     "reservation_id_for",
+    "status_from_hold",
     "ticket_ids_for",
     "user_key",
     "validate_event_spec",

@@ -37,6 +37,7 @@ __all__ = (
     "confirm_hold",
     "expire_holds",
     "release_hold",
+    "status_from_hold",
 )
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,10 @@ def adjust_user_tickets(current: int, delta: int) -> int:
     return max(0, current + delta)
 
 
-def _status_from_hold(hold: Hold) -> RequestStatus:
+def status_from_hold(
+    hold: Hold, *, correlation_id: str = "", updated_at_ms: int = 0
+) -> RequestStatus:
+    """The ``reserved`` status a hold implies (when the stored status is missing)."""
     return RequestStatus(
         request_id=hold.request_id,
         event_id=hold.event_id,
@@ -114,6 +118,8 @@ def _status_from_hold(hold: Hold) -> RequestStatus:
         quantity=hold.quantity,
         status=Status.RESERVED,
         reservation_id=hold.reservation_id,
+        correlation_id=correlation_id,
+        updated_at_ms=updated_at_ms,
     )
 
 
@@ -174,7 +180,7 @@ def confirm_hold(
                 inventory, held=inventory.held - hold.quantity, sold=inventory.sold + hold.quantity
             )
         )
-        base = status if status is not None else _status_from_hold(hold)
+        base = status if status is not None else status_from_hold(hold)
         new_status = base.evolve(
             status=Status.CONFIRMED,
             reason=None,
@@ -185,7 +191,7 @@ def confirm_hold(
         return SagaResult(SagaKind.CONFIRMED, confirmed, new_status, removed_hold=hold)
     if hold is not None and usable and (status is None or not status.is_terminal):
         released = _release_counts(inventory, hold)
-        base = status if status is not None else _status_from_hold(hold)
+        base = status if status is not None else status_from_hold(hold)
         new_status = base.evolve(
             status=Status.FAILED, reason=Reason.EXPIRED, updated_at_ms=now_ms, refunded=True
         )
@@ -240,7 +246,7 @@ def release_hold(
         new_status = status.evolve(status=Status.FAILED, reason=reason, updated_at_ms=now_ms)
         return SagaResult(SagaKind.RELEASED, inventory, new_status)
     released = _release_counts(inventory, hold)
-    base = status if status is not None else _status_from_hold(hold)
+    base = status if status is not None else status_from_hold(hold)
     new_status = base.evolve(status=Status.FAILED, reason=reason, updated_at_ms=now_ms)
     return SagaResult(
         SagaKind.RELEASED,
