@@ -115,15 +115,22 @@ pending_recount = PendingPartitions(_settings.partitions)
 """Partitions whose counters are recounted from their claims before their next record."""
 emitted_here = EmittedHere() if EXACTLY_ONCE else None
 """Outcomes this process emitted (exactly_once only; see InventoryProcessor)."""
-processor = SagaInventoryProcessor(
-    state,
-    expiry_index,
-    partitions=_settings.partitions,
-    hold_ttl_ms=int(_settings.hold_ttl_seconds * 1000),
-    max_quantity=_settings.max_quantity,
-    clock_ms=_now_ms,
-    emitted_here=emitted_here,
-)
+
+
+def _processor_over(tables: TicketingState) -> SagaInventoryProcessor:
+    """The agent's processor over ``tables`` (the tables themselves, or the batch overlay)."""
+    return SagaInventoryProcessor(
+        tables,
+        expiry_index,
+        partitions=_settings.partitions,
+        hold_ttl_ms=int(_settings.hold_ttl_seconds * 1000),
+        max_quantity=_settings.max_quantity,
+        clock_ms=_now_ms,
+        emitted_here=emitted_here,
+    )
+
+
+processor = _processor_over(state)
 
 
 def _activate(event: EventT | None) -> None:
@@ -133,15 +140,7 @@ def _activate(event: EventT | None) -> None:
 
 batch_state = WriteBackState(state, _activate)
 """The write-back overlay of the tables the batch path reads and writes."""
-batch_processor = SagaInventoryProcessor(
-    batch_state.state,
-    expiry_index,
-    partitions=_settings.partitions,
-    hold_ttl_ms=int(_settings.hold_ttl_seconds * 1000),
-    max_quantity=_settings.max_quantity,
-    clock_ms=_now_ms,
-    emitted_here=emitted_here,
-)
+batch_processor = _processor_over(batch_state.state)
 
 
 async def emit(records: Iterable[Outgoing]) -> list[Any]:
