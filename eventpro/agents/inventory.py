@@ -13,14 +13,18 @@ original bytes, and processing continues; an agent never crashes on a record.
 
 Batching: with ``EVENTPRO_INVENTORY_BATCH_SIZE`` > 1 (the default) the agent takes up to that
 many records at a time (``take_events``; a batch waits at most
-``EVENTPRO_INVENTORY_BATCH_WITHIN_MS`` to fill, the latency it adds) and handles them through
-a write-back overlay of the tables
-(:class:`~eventpro.tables.batching.WriteBackState`): each record is decided with its own
-record as Faust's current event, so it reads its own partition's store and sees the batch's
-earlier writes; at the end each dirty key is written once, in the context of a record of its
-own partition (so on that partition's changelog), then the batch's outcomes are sent
-together. ``take_events`` acknowledges the records only after that, so a crash mid-batch
-leaves the whole batch to be redelivered. A batch size of 1 runs the per-record path.
+``EVENTPRO_INVENTORY_BATCH_WITHIN_MS`` to fill, the latency it adds) and decides them over a
+write-back overlay of the tables (:class:`~eventpro.tables.batching.WriteBackState`): each
+record is decided with its own record as Faust's current event, so it reads its own
+partition's store and sees the earlier writes still in the overlay; each dirty key is
+written once per batch, in the context of a record of its own partition (so on that
+partition's changelog). At least once, a batch's writes go out in three ordered steps
+(claims; counters, statuses and outcomes; removals), each after the broker acknowledged the
+previous one: the agent writes the claims and hands the batch to :data:`finisher`, which
+does the rest in order while the agent decides the next batches over the overlay
+(:mod:`eventpro.agents.pipeline`). A batch's records are acknowledged only when it is
+finished, so a crash mid-batch leaves the whole batch to be redelivered. A batch size of 1
+runs the per-record path.
 
 Hold expiry: a timer may not write partitioned tables (it runs outside any partition's
 stream), so the leader's timer only sends a tick to every partition of ``inventory-ticks``;
@@ -35,6 +39,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -42,6 +47,7 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 from eventpro.agents.channels import declare_topics, inventory_input, ticks_topic, topic_for
+from eventpro.agents.pipeline import BatchFinisher
 from eventpro.agents.processing import (
     Coordinates,
     EmittedHere,
@@ -55,7 +61,7 @@ from eventpro.exceptions import EventProError
 from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, decode, encode
 from eventpro.settings import get_settings
 from eventpro.tables import HoldExpiryIndex, state
-from eventpro.tables.batching import WriteBackState
+from eventpro.tables.batching import BatchWrites, WriteBackState
 from eventpro.tables.reconcile import PendingPartitions, reconcile_partition
 from eventpro.tables.state import TicketingState
 from eventpro.topics import DLQ
@@ -66,14 +72,19 @@ __all__ = (
     "BATCH_SIZE",
     "BATCH_WITHIN_SECONDS",
     "DEFAULT_BATCH_SIZE",
+    "PIPELINE_DEPTH",
     "PRODUCER_BUFFER_MESSAGES",
+    "DecidedBatch",
     "batch_processor",
     "batch_state",
     "dead_letter",
     "dead_letter_record",
     "decide",
+    "decide_batch",
     "emit",
     "expiry_index",
+    "finish_batch",
+    "finisher",
     "handle_batch",
     "handle_event",
     "inventory_agent",
@@ -97,6 +108,8 @@ BATCH_SIZE = _settings.inventory_batch_size or DEFAULT_BATCH_SIZE
 """Records per batch (``EVENTPRO_INVENTORY_BATCH_SIZE``); 1 runs the per-record path."""
 BATCH_WITHIN_SECONDS = _settings.inventory_batch_within_ms / 1000.0
 """How long a batch waits to fill (``EVENTPRO_INVENTORY_BATCH_WITHIN_MS``): latency it adds."""
+PIPELINE_DEPTH = 2
+"""Decided batches that may wait for their last write steps behind the one being finished."""
 PRODUCER_BUFFER_MESSAGES = _settings.producer_buffer_messages or max(100, 4 * BATCH_SIZE)
 """Table changelog records Faust may buffer before it pauses every stream to drain them.
 
@@ -278,7 +291,7 @@ def _collect() -> contextlib.AbstractContextManager[list[Any]]:
 async def handle_event(event: EventT) -> str:
     """Process one record end to end (the per-record path); returns a short label.
 
-    Under at least once it is a batch of one, for the ordered flush steps.
+    Under at least once it is a batch of one, for the ordered write steps.
     """
     if not EXACTLY_ONCE:
         return (await handle_batch([event]))[0]
@@ -289,52 +302,118 @@ async def handle_event(event: EventT) -> str:
     return label
 
 
-async def handle_batch(events: Sequence[EventT]) -> list[str]:
-    """Process a batch: decide each record over the overlay, write each key once, send all.
+@dataclass(slots=True)
+class DecidedBatch:
+    """A batch whose records are decided and whose claims are written (step 1)."""
+
+    events: Sequence[EventT]
+    labels: list[str]
+    writes: BatchWrites
+    claims_sent: list[Any]
+    """Futures of the claims' changelog records."""
+    outgoing: list[Outgoing]
+    rebalances: int
+    """``pending_recount.rebalances`` when it was decided: a rebalance since makes it stale."""
+
+
+_overlay_rebalances = 0
+"""The rebalance count the overlay's pending writes were made under."""
+
+
+def decide_batch(events: Sequence[EventT]) -> DecidedBatch:
+    """Decide ``events`` over the overlay and write their claims (step 1 of the batch).
 
     Every record is decided in its own context (current event), so reads go to its
-    partition's store; the overlay's flush writes each key in the context of a record of its
-    partition. The writes go out in :class:`WriteBackState`'s three steps, each acknowledged
-    before the next; outcomes are sent with the statuses, in record order.
+    partition's store and see earlier batches' writes that are still pending. Each record
+    is held unacknowledged until :func:`finish_batch` (``take_events`` acks on its own).
     """
+    global _overlay_rebalances
+    rebalances = pending_recount.rebalances
+    if rebalances != _overlay_rebalances:
+        # Writes pending from before a rebalance are given up with their batches.
+        batch_state.discard()
+        _overlay_rebalances = rebalances
     out: list[Outgoing] = []
     labels: list[str] = []
     enter = batch_state.enter
-    rebalances = pending_recount.rebalances
     try:
         for event in events:
+            event.message.incref()
             enter(event)
             _reconcile_if_new(event, batch_state.state)
             labels.append(decide(event, batch_processor, out))
+        writes = batch_state.seal()
         with _collect() as claims:
-            writes = batch_state.flush_claims()
-        await persisted(claims)
-        if pending_recount.rebalances == rebalances:
-            removals = batch_state.claims.deletes
-            with _collect() as records:
-                writes += batch_state.flush_records()
-            sent = await emit(out)
-            if removals:
-                await persisted([*records, *sent])
-        if pending_recount.rebalances != rebalances:
-            return _abandon(events)
-        writes += batch_state.flush_removals()
+            batch_state.write(writes.claims)
     except BaseException:
         batch_state.discard()
         raise
+    return DecidedBatch(events, labels, writes, claims, out, rebalances)
+
+
+async def finish_batch(batch: DecidedBatch) -> None:
+    """Steps 2 and 3 of a decided batch, each after the broker acknowledged the previous
+    step's records; then its records are acknowledged.
+
+    Counters, user counts and statuses are written and the outcomes sent together, in record
+    order; released claims are removed last. A rebalance meanwhile stops it (see
+    :func:`_abandon`).
+    """
+    await persisted(batch.claims_sent)
+    if pending_recount.rebalances != batch.rebalances:
+        _abandon(batch.events)
+        return
+    with _collect() as records:
+        writes = batch_state.write(batch.writes.records)
+    sent = await emit(batch.outgoing)
+    if batch.writes.removals:
+        await persisted([*records, *sent])
+    if pending_recount.rebalances != batch.rebalances:
+        _abandon(batch.events)
+        return
+    writes += batch_state.write(batch.writes.removals)
+    _acknowledge(batch.events)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
-            "batch of %d records: %d table writes, %d outcomes", len(events), writes, len(out)
+            "batch of %d records: %d table writes after its claims, %d outcomes",
+            len(batch.events),
+            writes,
+            len(batch.outgoing),
         )
-    return labels
+
+
+def _acknowledge(events: Sequence[EventT]) -> None:
+    """Release the hold :func:`decide_batch` took on each record: it may be committed."""
+    on_message_out = app.sensors.on_message_out
+    for event in events:
+        message = event.message
+        if event.ack():
+            on_message_out(message.tp, message.offset, message)
+
+
+def _give_up(batch: DecidedBatch) -> None:
+    """``batch`` will not be finished: its records must never be acknowledged."""
+    withhold_acks(batch.events)
+
+
+finisher: BatchFinisher[DecidedBatch] = BatchFinisher(finish_batch, _give_up, depth=PIPELINE_DEPTH)
+"""Finishes the batched path's decided batches while the agent decides the next ones."""
+
+
+async def handle_batch(events: Sequence[EventT]) -> list[str]:
+    """Process a batch end to end here (decide, then write and send); returns its labels."""
+    batch = decide_batch(events)
+    await finish_batch(batch)
+    return batch.labels
 
 
 @app.agent(inventory_input, name=AGENT_NAME, concurrency=1)
 async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
     """Decide every ticket request and expire holds; yields a label per record or batch.
 
-    Batched (``take_events``): a batch's records are acknowledged when the next batch is
-    requested, after their table writes and outcome sends were issued.
+    Batched (``take_events``), at least once: the agent decides a batch and writes its
+    claims, then hands it to :data:`finisher` and takes the next; the finisher writes the
+    rest and acknowledges the records. Exactly once, each batch is finished here.
     """
     await declare_topics()
     _size_producer_buffer()
@@ -343,21 +422,30 @@ async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
             async with commit_gate.processing():
                 yield await handle_event(event)
         return
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
-        async with commit_gate.processing():
-            try:
-                labels = await handle_batch(events)
-            except Exception:
-                withhold_acks(events)
-                logger.critical(
-                    "a batch of %d records could not be written or sent; its offsets will not "
-                    "be committed, so the records are processed again after a restart or "
-                    "rebalance. Check the worker's data dir (RocksDB) and the broker",
-                    len(events),
-                    exc_info=True,
-                )
-                raise
-            yield _summary(labels)
+    try:
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+            async with commit_gate.processing():
+                try:
+                    if EXACTLY_ONCE:
+                        labels = await handle_batch(events)
+                    else:
+                        finisher.raise_if_failed()
+                        batch = decide_batch(events)
+                        labels = batch.labels
+                        await finisher.submit(batch)
+                except Exception:
+                    withhold_acks(events)
+                    logger.critical(
+                        "a batch of %d records could not be written or sent; its offsets will "
+                        "not be committed, so the records are processed again after a restart "
+                        "or rebalance. Check the worker's data dir (RocksDB) and the broker",
+                        len(events),
+                        exc_info=True,
+                    )
+                    raise
+                yield _summary(labels)
+    finally:
+        await finisher.stop()
 
 
 def _size_producer_buffer() -> None:
@@ -373,9 +461,9 @@ def _abandon(events: Sequence[EventT]) -> list[str]:
     """A rebalance happened while the batch waited for the broker: stop writing for it.
 
     Its partitions may have moved; whoever owns them now reads the records again (they are
-    never committed from here) and finishes what was written so far, as after a crash.
+    never committed from here) and finishes what was written so far, as after a crash. Its
+    writes still pending in the overlay are dropped by the next :func:`decide_batch`.
     """
-    batch_state.discard()
     withhold_acks(events)
     logger.warning(
         "a rebalance happened while a batch of %d records was being written; the rest of it "

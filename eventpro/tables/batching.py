@@ -3,12 +3,13 @@
 Every write to a Faust table is a store write plus a changelog record. When the inventory
 agent handles a batch of records, the same key (above all the event's ``inventory``) is
 written many times; :class:`WriteBackTable` keeps the batch's writes in a dict, so reads see
-them at once, and :meth:`WriteBackTable.flush` writes each dirty key to the table once (a
-delete stays a delete, a tombstone in the changelog).
+them at once; :meth:`WriteBackTable.take` hands out the batch's writes, each dirty key once,
+and :meth:`WriteBackTable.write` writes them to the table (a delete stays a delete, a
+tombstone in the changelog), possibly while the next batch is decided over the overlay.
 
 Faust picks the store partition and the changelog partition of a write (and the partition
 store of a read) from the *current event*. :class:`BatchCursor` remembers which record of
-the batch is being handled; each write remembers that record, and the flush makes it the
+the batch is being handled; each write remembers that record, and writing it makes it the
 current event again before writing the key, so every write lands on the changelog partition
 of the record's own source partition (the key's partition: the tables are co-partitioned).
 """
@@ -17,11 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from eventpro.tables.state import TicketingState
 
-__all__ = ("BatchCursor", "WriteBackState", "WriteBackTable")
+__all__ = ("BatchCursor", "BatchWrites", "PendingWrite", "WriteBackState", "WriteBackTable")
 
 logger = logging.getLogger(__name__)
 
@@ -69,31 +71,41 @@ class BatchCursor(Generic[S]):
         self._activate(None)
 
 
-class WriteBackTable(MutableMapping[str, V]):
-    """A mapping over ``backing`` whose writes stay local until :meth:`flush`.
+PendingWrite = tuple["WriteBackTable[Any]", str, Any, Any, int]
+"""One write a batch made and has not written to the table yet: (overlay, key, value or the
+deletion mark, source record, version of the key in the overlay)."""
 
-    Reads of a key the batch wrote see that write (or its deletion); other reads go to
-    ``backing`` in the context of the current record. Iteration (``items``/``values``) merges
-    the overlay over ``backing``'s own iteration, which spans all of its partitions.
+
+class WriteBackTable(MutableMapping[str, V]):
+    """A mapping over ``backing`` whose writes stay local until they are written out.
+
+    Reads of a key a batch wrote see that write (or its deletion) until it reaches
+    ``backing``; other reads go to ``backing`` in the context of the current record.
+    Iteration (``items``/``values``) merges the overlay over ``backing``'s own iteration, which
+    spans all of its partitions.
+
+    :meth:`take` hands out the writes made since the last take (one batch's), and
+    :meth:`write` writes such a set to ``backing``: a batch's writes may wait for the broker
+    while the next batch is decided over them. A key written again meanwhile keeps its newer
+    value in the overlay (each write has a version), so the older write never shadows it.
     """
 
-    __slots__ = ("_backing", "_cursor", "_sources", "_values")
+    __slots__ = ("_backing", "_cursor", "_fresh", "_sources", "_values", "_version", "_versions")
 
     def __init__(self, backing: MutableMapping[str, V], cursor: BatchCursor[Any]) -> None:
         self._backing = backing
         self._cursor = cursor
         self._values: dict[str, Any] = {}
         self._sources: dict[str, Any] = {}
+        self._versions: dict[str, int] = {}
+        self._fresh: dict[str, None] = {}
+        """Keys written since the last :meth:`take` (insertion ordered)."""
+        self._version = 0
 
     @property
     def dirty(self) -> int:
-        """How many keys the batch wrote or deleted so far."""
+        """How many keys hold writes not yet written to ``backing``."""
         return len(self._values)
-
-    @property
-    def deletes(self) -> bool:
-        """Whether the batch deleted a key."""
-        return any(value is _DELETED for value in self._values.values())
 
     def __getitem__(self, key: str) -> V:
         value = self._values.get(key, None)
@@ -104,7 +116,7 @@ class WriteBackTable(MutableMapping[str, V]):
         return value  # type: ignore[no-any-return]
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The batch's value of ``key``, else the table's, else ``default``."""
+        """The overlay's value of ``key``, else the table's, else ``default``."""
         value = self._values.get(key, None)
         if value is None:
             return self._backing.get(key, default)
@@ -119,17 +131,22 @@ class WriteBackTable(MutableMapping[str, V]):
     def __setitem__(self, key: str, value: V) -> None:
         if value is None:
             raise ValueError(f"cannot store None under {key!r}; delete the key instead")
-        self._values[key] = value
-        self._sources[key] = self._cursor.current
+        self._record(key, value)
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
-        self._values[key] = _DELETED
+        self._record(key, _DELETED)
+
+    def _record(self, key: str, value: Any) -> None:
+        self._version += 1
+        self._values[key] = value
         self._sources[key] = self._cursor.current
+        self._versions[key] = self._version
+        self._fresh[key] = None
 
     def items(self) -> Iterator[tuple[str, V]]:  # type: ignore[override]
-        """Every live (key, value): the table's, overlaid with the batch's writes."""
+        """Every live (key, value): the table's, overlaid with the pending writes."""
         overlay = self._values
         for key, value in self._backing.items():
             if key not in overlay:
@@ -150,63 +167,91 @@ class WriteBackTable(MutableMapping[str, V]):
     def __len__(self) -> int:
         return sum(1 for _ in self.items())
 
-    def flush(self, only: Literal["all", "stores", "deletes"] = "all") -> int:
-        """Write dirty keys to ``backing`` once each, in their record's context; returns writes.
+    def take(self, only: Literal["all", "stores", "deletes"] = "all") -> list[PendingWrite]:
+        """The writes made since the last take (``only`` stored values or deletions), each key
+        once with its latest value; they stay readable here until :meth:`write`."""
+        fresh, values = self._fresh, self._values
+        taken: list[PendingWrite] = []
+        for key in list(fresh):
+            value = values[key]
+            deleted = value is _DELETED
+            if (only == "stores" and deleted) or (only == "deletes" and not deleted):
+                continue
+            del fresh[key]
+            taken.append((self, key, value, self._sources[key], self._versions[key]))
+        return taken
 
-        ``only="stores"`` writes the stored values and keeps the deletions for a later
-        ``only="deletes"``. A key the batch deleted is deleted from ``backing`` if it is there
-        (a key created and deleted within the batch never reaches the table).
+    def write(self, pending: list[PendingWrite]) -> int:
+        """Write ``pending`` (taken from this overlay) to ``backing``; returns table writes."""
+        return sum(
+            self.write_one(key, value, source, version)
+            for _, key, value, source, version in pending
+        )
+
+    def write_one(self, key: str, value: Any, source: Any, version: int) -> int:
+        """Write one taken write to ``backing`` in its record's context; returns table writes.
+
+        A key the batch deleted is deleted from ``backing`` if it is there (a key created and
+        deleted within a batch never reaches the table). A key not written since it was taken
+        leaves the overlay.
         """
-        backing, cursor, sources, values = self._backing, self._cursor, self._sources, self._values
+        self._cursor.restore(source)
+        backing = self._backing
         writes = 0
-        done: list[str] = []
+        if value is _DELETED:
+            if key in backing:
+                del backing[key]
+                writes = 1
+        else:
+            backing[key] = value
+            writes = 1
+        if self._versions.get(key) == version:
+            del self._values[key], self._sources[key], self._versions[key]
+        return writes
+
+    def flush(self, only: Literal["all", "stores", "deletes"] = "all") -> int:
+        """Take and write at once; returns table writes. A failed write discards the overlay."""
         try:
-            for key, value in values.items():
-                deleted = value is _DELETED
-                if (only == "stores" and deleted) or (only == "deletes" and not deleted):
-                    continue
-                cursor.restore(sources[key])
-                done.append(key)
-                if deleted:
-                    if key in backing:
-                        del backing[key]
-                        writes += 1
-                else:
-                    backing[key] = value
-                    writes += 1
+            return self.write(self.take(only))
         except BaseException:
             self.discard()
             raise
-        if only == "all":
-            self.discard()
-        else:
-            for key in done:
-                del values[key]
-                del sources[key]
-        return writes
 
     def discard(self) -> None:
-        """Forget the batch's writes without writing them."""
+        """Forget every pending write without writing it."""
         self._values.clear()
         self._sources.clear()
+        self._versions.clear()
+        self._fresh.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWrites:
+    """One batch's writes, in the three sets written in order (see :class:`WriteBackState`)."""
+
+    claims: list[PendingWrite]
+    records: list[PendingWrite]
+    removals: list[PendingWrite]
 
 
 class WriteBackState:
     """A :class:`TicketingState` over write-back overlays of another state's four tables.
 
-    :attr:`state` is what a processor reads and writes during a batch; :meth:`enter` before
-    each record, then the three flushes in order, each after the previous one's records are
-    acknowledged by the broker (at least once, a crash keeps any subset of a batch's
-    changelog records; this order keeps what survives consistent):
+    :attr:`state` is what a processor reads and writes; :meth:`enter` before each record,
+    :meth:`seal` at the end of a batch, then :meth:`write` its three sets in order, each after
+    the previous one's changelog records are acknowledged by the broker (at least once, a
+    crash keeps any subset of a batch's changelog records; this order keeps what survives
+    consistent):
 
-    1. :meth:`flush_claims`: new and changed seat claims (holds, sold claims);
-    2. :meth:`flush_records`: counters, user counts and the statuses that record each step
-       done (the caller sends the batch's outcomes with them);
-    3. :meth:`flush_removals`: claims released or expired.
+    1. ``claims``: new and changed seat claims (holds, sold claims);
+    2. ``records``: counters, user counts and the statuses that record each step done (the
+       caller sends the batch's outcomes with them);
+    3. ``removals``: claims released or expired.
 
     A status is never stored without the claims it counts, and a claim is never removed
     before the status and outcome of its release are stored. Counters that a crash left half
-    written are recounted from the claims (:mod:`eventpro.tables.reconcile`).
+    written are recounted from the claims (:mod:`eventpro.tables.reconcile`). Later batches
+    may be decided while a batch's sets wait: they read its writes from the overlay.
     """
 
     def __init__(self, base: TicketingState, activate: Callable[[Any], None]) -> None:
@@ -233,39 +278,43 @@ class WriteBackState:
 
     @property
     def dirty(self) -> int:
-        """Keys written or deleted by the batch so far, over all four tables."""
+        """Keys with writes not yet written to the tables, over all four tables."""
         return sum(table.dirty for table in self.tables)
 
-    def flush_claims(self) -> int:
-        """Step 1: store new and changed claims; returns table writes."""
-        return self._flush(lambda: self.claims.flush("stores"))
+    def seal(self) -> BatchWrites:
+        """End the batch: its writes, to be written with :meth:`write` in order."""
+        self.cursor.leave()
+        return BatchWrites(
+            claims=self.claims.take("stores"),
+            records=[write for table in self.records for write in table.take()],
+            removals=self.claims.take("deletes"),
+        )
 
-    def flush_records(self) -> int:
-        """Step 2: store counters, user counts and statuses; returns table writes."""
-        return self._flush(lambda: sum(table.flush() for table in self.records))
+    def write(self, pending: list[PendingWrite]) -> int:
+        """Write one set of a sealed batch; returns table writes.
 
-    def flush_removals(self) -> int:
-        """Step 3: delete released claims; returns table writes."""
-        return self._flush(lambda: self.claims.flush("deletes"))
-
-    def flush(self) -> int:
-        """All three steps at once (exactly_once: the transaction makes them atomic)."""
-        return self.flush_claims() + self.flush_records() + self.flush_removals()
-
-    def _flush(self, step: Callable[[], int]) -> int:
-        """Run one flush step; if a write fails, the whole rest of the batch is discarded
-        (never carried into the next batch) and the error propagates: the batch's records
-        must not be acknowledged."""
+        If a write fails, every pending write is discarded (never carried into a later batch)
+        and the error propagates: the batch's records must not be acknowledged.
+        """
         try:
-            return step()
+            return sum(
+                table.write_one(key, value, source, version)
+                for table, key, value, source, version in pending
+            )
         except BaseException:
             self.discard()
             raise
         finally:
             self.cursor.leave()
 
+    def flush(self) -> int:
+        """Seal the batch and write all three sets at once (exactly_once: the transaction
+        makes them atomic)."""
+        writes = self.seal()
+        return self.write(writes.claims) + self.write(writes.records) + self.write(writes.removals)
+
     def discard(self) -> None:
-        """Forget the batch's writes (nothing of it reaches the tables)."""
+        """Forget every pending write (nothing of it reaches the tables)."""
         for table in self.tables:
             table.discard()
         self.cursor.leave()

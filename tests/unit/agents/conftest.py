@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from faust.agents.agent import AgentTestWrapper
 
 from eventpro.agents import inventory as inventory_module
 from eventpro.app import app
@@ -74,6 +75,21 @@ async def faust_app() -> AsyncIterator[object]:
     inventory_module.expiry_index.invalidate()
     inventory_module.pending_recount.invalidate()
     yield app
+
+
+@pytest.fixture(autouse=True)
+def put_waits_for_finished_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``agent.put`` returns once the agent yielded; the inventory agent's batches are then
+    decided but may still be waiting in its finisher: wait for those too."""
+    put = AgentTestWrapper.put
+
+    async def put_and_finish(self: AgentTestWrapper, *args: Any, **kwargs: Any) -> Any:
+        event = await put(self, *args, **kwargs)
+        await inventory_module.finisher.drained()
+        inventory_module.finisher.raise_if_failed()
+        return event
+
+    monkeypatch.setattr(AgentTestWrapper, "put", put_and_finish)
 
 
 @pytest.fixture()

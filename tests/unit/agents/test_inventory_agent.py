@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import replace
 from typing import Any
@@ -256,3 +257,60 @@ async def test_a_batch_that_spans_a_rebalance_stops_writing_and_is_not_acknowled
     assert state.status(ev, "r1") is None
     assert reservation_id_for(ev, "r1") in ticketing.holds_table.data  # step 1 was done
     assert acked == [True]  # marked, so take_events never hands it to the consumer's acks
+
+
+async def test_the_next_batch_is_decided_while_a_batch_waits_for_the_broker(
+    faust_app: object, outbox: Any, monkeypatch: Any
+) -> None:
+    """The agent does not wait for a batch's acknowledgements before deciding the next: the
+    next batch reads the waiting batch's counters (no oversell), writes its own claims at
+    once, and the outcomes still go out in record order once the broker answers."""
+    ev, p = "ev-pipelined", _part("ev-pipelined")
+    broker_answers = asyncio.Event()
+    waits = 0
+    decided = [asyncio.Event() for _ in range(3)]
+    decide_batch = inventory_module.decide_batch
+
+    async def persisted(futures: Any) -> None:
+        nonlocal waits
+        waits += 1
+        await broker_answers.wait()
+
+    def decide_and_count(events: Any) -> Any:
+        batch = decide_batch(events)
+        next(e for e in decided if not e.is_set()).set()
+        return batch
+
+    async def decided_batches(n: int) -> None:
+        await asyncio.wait_for(decided[n - 1].wait(), timeout=5)
+
+    async with inventory_agent.test_context() as agent:
+        await agent.put(_created(ev, capacity=5), key=ev.encode(), partition=p)
+        monkeypatch.setattr(inventory_module, "persisted", persisted)
+        monkeypatch.setattr(inventory_module, "decide_batch", decide_and_count)
+        first = asyncio.ensure_future(
+            agent.put(_request(ev, "r1", 2), key=ev.encode(), partition=p)
+        )
+        await decided_batches(1)
+        second = asyncio.ensure_future(
+            agent.put(_request(ev, "r2", 2, user_id="u2"), key=ev.encode(), partition=p)
+        )
+        await decided_batches(2)
+        assert reservation_id_for(ev, "r2") in ticketing.holds_table.data  # step 1 done
+        third = asyncio.ensure_future(
+            agent.put(_request(ev, "r3", 2, user_id="u3"), key=ev.encode(), partition=p)
+        )
+        await decided_batches(3)
+        assert inventory_module.finisher.pending == 3
+        assert waits == 1 and outbox.on("reservations") == [] and state.status(ev, "r1") is None
+        broker_answers.set()
+        await asyncio.gather(first, second, third)
+    assert [
+        (r.envelope.event_type, r.envelope.data.request_id) for r in outbox.on("reservations")
+    ] == [
+        ("SeatsReserved", "r1"),
+        ("SeatsReserved", "r2"),
+        ("RequestRejected", "r3"),
+    ]
+    inventory = state.inventory(ev)
+    assert inventory is not None and (inventory.held, inventory.available) == (4, 1)

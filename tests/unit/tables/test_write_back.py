@@ -171,10 +171,10 @@ def test_a_failed_flush_drops_the_rest_of_the_batch_and_leaves_no_record_current
     assert state.flush() == 0
 
 
-def test_the_three_flush_steps_write_claims_then_records_then_removals() -> None:
+def test_a_sealed_batch_writes_claims_then_records_then_removals() -> None:
     """A status may only reach the changelog after the claims it counts, and a released
     claim may only leave after the status of its release (the agent waits for the broker
-    between the steps)."""
+    between the sets)."""
     context = Context()
     inventory, users, holds, statuses = (FakeTable(context) for _ in range(4))
     holds.data["old-hold"] = b"h0"
@@ -185,15 +185,42 @@ def test_the_three_flush_steps_write_claims_then_records_then_removals() -> None
     state.state.inventory_table["ev"] = b"i"
     state.state.user_tickets_table["ev/u"] = 1
     state.state.statuses_table["ev/r"] = b"s"
+    batch = state.seal()
+    assert context.partition is None
 
-    assert state.flush_claims() == 1
+    assert state.write(batch.claims) == 1
     assert holds.log == [("set", "new-hold", 2)] and inventory.log == statuses.log == []
-    assert state.flush_records() == 3
+    assert state.write(batch.records) == 3
     assert [e[1] for e in inventory.log + users.log + statuses.log] == ["ev", "ev/u", "ev/r"]
-    assert "old-hold" in holds.data
-    assert state.flush_removals() == 1
+    assert "old-hold" in holds.data and "old-hold" not in state.state.holds_table
+    assert state.write(batch.removals) == 1
     assert holds.log[-1] == ("del", "old-hold", 2) and state.dirty == 0
     assert context.partition is None
+
+
+def test_the_next_batch_is_decided_over_a_sealed_batch_whose_writes_wait() -> None:
+    """Batch 2 reads batch 1's pending writes; writing batch 1 keeps batch 2's newer value of
+    a key in the overlay (and in the reads), writing batch 2 then writes it and empties it."""
+    context = Context()
+    inventory, users, holds, statuses = (FakeTable(context) for _ in range(4))
+    state = WriteBackState(TicketingState(inventory, holds, users, statuses), context.activate)
+    overlay = state.state.inventory_table
+    state.enter(1)
+    overlay["ev"] = 1
+    overlay["only-first"] = 1
+    first = state.seal()
+    state.enter(3)
+    assert overlay["ev"] == 1  # batch 1's write, not in the table yet
+    overlay["ev"] = 2
+    second = state.seal()
+
+    assert state.write(first.records) == 2
+    assert inventory.data == {"ev": 1, "only-first": 1}
+    assert overlay["ev"] == 2 and state.dirty == 1
+    assert state.write(second.records) == 1
+    assert inventory.log == [("set", "ev", 1), ("set", "only-first", 1), ("set", "ev", 3)]
+    assert inventory.data["ev"] == 2 and state.dirty == 0
+    assert state.seal() == type(first)([], [], [])  # nothing written since
 
 
 # --- the overlay decides exactly like per-record tables --------------------------------------
