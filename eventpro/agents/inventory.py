@@ -457,7 +457,7 @@ def _size_producer_buffer() -> None:
         logger.info("producer buffer holds up to %d records", PRODUCER_BUFFER_MESSAGES)
 
 
-def _abandon(events: Sequence[EventT]) -> list[str]:
+def _abandon(events: Sequence[EventT]) -> None:
     """A rebalance happened while the batch waited for the broker: stop writing for it.
 
     Its partitions may have moved; whoever owns them now reads the records again (they are
@@ -470,7 +470,6 @@ def _abandon(events: Sequence[EventT]) -> list[str]:
         "is left to the partitions' owners, who process the records again",
         len(events),
     )
-    return ["abandoned"] * len(events)
 
 
 def _summary(labels: list[str]) -> str:
