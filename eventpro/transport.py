@@ -26,7 +26,18 @@
    rebalance) or for a record of an older consumer generation, ``Stream`` skips the record
    and acks it unprocessed; the revocation's commit then committed past records no agent had
    processed (seen: notifications never sent for outcomes queued when the broker restarted).
-   :meth:`EventProConsumer.ack` drops such acks, so those records are read again.
+   :meth:`EventProConsumer.ack` drops such acks and notes the record as unprocessed, like
+   the records of a batch an agent gave up (:meth:`EventProConsumer.note_unprocessed`).
+
+6. A partition whose next record will not be acknowledged is read again from there. Waiting
+   for the next rebalance left such a record undecided for good when no rebalance came (seen:
+   a request skipped right after a restart never got an outcome, and under exactly_once the
+   partition's transaction never committed, timed out and fenced the worker). When the head
+   of a partition's commits is blocked, :meth:`EventProConsumer._new_offset` seeks the
+   partition back to it if a record from there on was noted unprocessed; if no record below
+   the first acknowledged one is in flight or unprocessed, the offsets in between hold no
+   record a stream will see (transaction markers, aborted transactions under
+   read_committed; Faust's gap tracking misses those at the head) and are committed past.
 
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
@@ -82,6 +93,16 @@ def wait_empty_limit(rebalance_timeout_s: float) -> float:
 class EventProConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer: gated exactly-once commits, a bounded ``wait_empty``."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unprocessed: dict[TP, tuple[int, int]] = {}
+        """Per partition, the lowest and highest offset of records given up unprocessed."""
+        self._rereading: set[TP] = set()
+        """Partitions being sought back to their commit point."""
+        self._sought_back: set[TP] = set()
+        """Partitions sought back for given-up records that are not all processed yet."""
+        self._seek_tasks: set[asyncio.Task[None]] = set()
+
     async def commit(
         self, topics: set[str | TP] | None = None, start_new_transaction: bool = True
     ) -> bool:
@@ -90,6 +111,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
         Records still in progress after :func:`wait_empty_limit` seconds mean no commit this
         time (it is retried at the next commit interval), never a split transaction.
         """
+        self._sweep_unprocessed()
         if not self.app.in_transaction:
             return await super().commit(topics, start_new_transaction=start_new_transaction)
         limit = wait_empty_limit(float(self.app.conf.broker_rebalance_timeout))
@@ -115,8 +137,16 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 message.acked = True
                 self._unacked_messages.discard(message)
                 notify(self._waiting_for_ack)
+                self.note_unprocessed(message)
             return False
         return super().ack(message)
+
+    def note_unprocessed(self, message: Message) -> None:
+        """``message`` was given up unprocessed: its partition is read again from the commit
+        point, without waiting for a rebalance (see :meth:`_new_offset`)."""
+        offset = int(message.offset)
+        low, high = self._unprocessed.get(message.tp, (offset, offset))
+        self._unprocessed[message.tp] = (min(low, offset), max(high, offset))
 
     async def perform_seek(self) -> None:
         """Seek to the committed offsets, and partitions with none to their beginning.
@@ -172,9 +202,10 @@ class EventProConsumer(aiokafka_driver.Consumer):
             if stale:  # acknowledged again after a seek back: already committed
                 index.difference_update(acked[:stale])
                 del acked[:stale]
-            if not acked or acked[0] != expected:
-                if acked:
-                    self._note_blocked_head(tp, expected, acked[0])
+            if not acked:
+                return None
+            if acked[0] != expected and not self._nothing_to_process(tp, expected, acked[0]):
+                self._note_blocked_head(tp, expected, acked[0])
                 return None
         self._blocked_since.pop(tp, None)
         end = 0
@@ -183,7 +214,88 @@ class EventProConsumer(aiokafka_driver.Consumer):
         last = acked[end]
         index.difference_update(acked[: end + 1])
         del acked[: end + 1]
+        unprocessed = self._unprocessed.get(tp)
+        if unprocessed is not None and last >= unprocessed[1]:
+            self._forget_unprocessed(tp)  # every record given up was processed since
         return last + 1
+
+    def _nothing_to_process(self, tp: TP, start: int, end: int) -> bool:
+        """Whether ``tp`` has no record in ``[start, end)`` that a stream still has to process.
+
+        A stream takes a partition's records in order, so when ``end`` was taken every
+        record below it was taken too: it is in flight, or was given up unprocessed (then
+        the partition is read again from ``start``), or there is no such record.
+        """
+        if any(m.tp == tp and m.offset < end and not m.acked for m in list(self._unacked_messages)):
+            return False
+        unprocessed = self._unprocessed.get(tp)
+        if unprocessed is not None and unprocessed[0] < end:
+            self._read_again(tp, start)
+            return False
+        return True
+
+    def _sweep_unprocessed(self) -> None:
+        """Read again partitions whose given-up records are at the head of their commits.
+
+        :meth:`_new_offset` sees them only behind an acknowledged record; a given-up record
+        with nothing acknowledged after it (the partition's last one) is caught here.
+        """
+        if not self._unprocessed:
+            return
+        assigned = self.assignment()
+        for tp, (_, high) in list(self._unprocessed.items()):
+            expected = self._next_uncommitted(tp)
+            if tp not in assigned:
+                self._forget_unprocessed(tp)  # its new owner reads it from the commit point
+            elif expected is None:
+                continue
+            elif expected > high:
+                self._forget_unprocessed(tp)
+            elif not self._acked.get(tp):
+                self._nothing_to_process(tp, expected, high + 1)
+
+    def _forget_unprocessed(self, tp: TP) -> None:
+        self._unprocessed.pop(tp, None)
+        self._sought_back.discard(tp)
+
+    def _read_again(self, tp: TP, offset: int) -> None:
+        """Seek ``tp`` back to ``offset``, its commit point, to read given-up records again.
+
+        One seek at a time, and another only once records were read since the last one:
+        records still being fetched again must not be fetched a third time.
+        """
+        if tp in self._rereading or not self.app.flow_control.is_active():
+            return
+        if tp not in self.assignment():
+            self._forget_unprocessed(tp)
+            return
+        if tp in self._sought_back and self._read_offset.get(tp) is None:
+            return
+        low, high = self._unprocessed[tp]
+        logger.warning(
+            "reading %s[%d] again from offset %d: records %d..%d were given up unprocessed",
+            tp.topic,
+            tp.partition,
+            offset,
+            low,
+            high,
+        )
+        self._rereading.add(tp)
+        task = asyncio.ensure_future(self._seek_back(tp, offset))
+        self._seek_tasks.add(task)
+        task.add_done_callback(self._seek_tasks.discard)
+
+    async def _seek_back(self, tp: TP, offset: int) -> None:
+        try:
+            await self.seek_wait({tp: offset})
+            # No record read since this seek: Faust then lets the next one through whatever
+            # its offset (records fetched before the seek may still arrive with higher ones).
+            self._read_offset.pop(tp, None)
+            self._sought_back.add(tp)
+        except Exception:
+            logger.warning("could not seek %s[%d] back", tp.topic, tp.partition, exc_info=True)
+        finally:
+            self._rereading.discard(tp)
 
     @property
     def _blocked_since(self) -> dict[TP, float]:
@@ -199,7 +311,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
             self._blocked_since[tp] = 0.0
             logger.warning(
                 "commits of %s[%d] held at offset %d for %.0fs: offsets from %d on are "
-                "acknowledged but %d is not; it is processed again after the next rebalance",
+                "acknowledged but %d is not (still in flight)",
                 tp.topic,
                 tp.partition,
                 expected,

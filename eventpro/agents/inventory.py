@@ -437,8 +437,8 @@ async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
                     withhold_acks(events)
                     logger.critical(
                         "a batch of %d records could not be written or sent; its offsets will "
-                        "not be committed, so the records are processed again after a restart "
-                        "or rebalance. Check the worker's data dir (RocksDB) and the broker",
+                        "not be committed, so the records are read again from the partition's "
+                        "commit point. Check the worker's data dir (RocksDB) and the broker",
                         len(events),
                         exc_info=True,
                     )
@@ -481,10 +481,14 @@ def withhold_acks(events: Sequence[EventT]) -> None:
     """Make sure ``events`` are never marked safe to commit (``take_events`` acks on close).
 
     A message marked acked without its final ack never reaches the consumer's committable
-    offsets, so the partition's committed offset stays below the failed batch.
+    offsets, so the partition's committed offset stays below the failed batch; the consumer
+    reads the partition again from there (:meth:`EventProConsumer.note_unprocessed`).
     """
+    note_unprocessed = getattr(app.consumer, "note_unprocessed", None)
     for event in events:
         event.message.acked = True
+        if note_unprocessed is not None:
+            note_unprocessed(event.message)  # read again from the commit point, not lost
 
 
 async def send_expiry_ticks(partitions: int, now_ms: int | None = None) -> None:

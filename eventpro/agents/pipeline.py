@@ -8,7 +8,7 @@ agent now decides a batch, hands it to a :class:`BatchFinisher` and goes on with
 the finisher runs each batch's remaining steps, strictly one batch after the other.
 
 A failure is kept: every batch still queued is given up (its records are never
-acknowledged, so they are read again after a restart or rebalance) and the next
+acknowledged, so they are read again from the partition's commit point) and the next
 :meth:`BatchFinisher.submit` raises it, which stops the agent as a failed batch did before.
 """
 
@@ -68,15 +68,33 @@ class BatchFinisher(Generic[B]):
     async def submit(self, batch: B) -> None:
         """Queue ``batch`` (waits while ``depth`` batches wait already).
 
-        :raises BaseException: an earlier batch failed; ``batch`` is given up.
+        :raises BaseException: an earlier batch failed, or the finishing task ended;
+            ``batch`` is given up.
         """
         if self.error is not None:
             self._give_up(batch)
             raise self.error
-        if self._task is None or self._task.done():
+        if self._task is None or self._queue is None:
             self._queue = asyncio.Queue(self.depth)
             self._task = asyncio.ensure_future(self._run(self._queue))
-        await self._queue.put(batch)  # type: ignore[union-attr]
+            self._task.add_done_callback(self._ended)
+        task, queue = self._task, self._queue
+        if queue.full():
+            # Wait for room, or for the task to end (it would never make room then).
+            put = asyncio.ensure_future(queue.put(batch))
+            try:
+                await asyncio.wait((put, task), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not put.done():
+                    put.cancel()
+            if task.done():  # nothing finishes this batch, even if it got into the queue
+                if put.done() and not put.cancelled():
+                    self._give_up_queued(queue)
+                else:
+                    self._give_up(batch)
+                self.raise_if_failed()
+        else:
+            queue.put_nowait(batch)
 
     async def drained(self) -> None:
         """Wait until every submitted batch was finished or given up."""
@@ -103,23 +121,41 @@ class BatchFinisher(Generic[B]):
                     self._give_up(batch)
                 else:
                     await self._finish(batch)
-            except asyncio.CancelledError:
-                self._give_up(batch)
-                raise
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    self._give_up(batch)  # stop(): this task is being cancelled
+                    raise
+                # A future awaited in ``finish`` was cancelled (a producer stopping, say):
+                # that batch failed like any other, and this task goes on giving up.
+                self._fail(batch, queue, exc)
             except BaseException as exc:
-                self.error = exc
-                queued = queue.qsize()
-                self._give_up(batch)
-                self._give_up_queued(queue)
-                logger.critical(
-                    "a batch could not be written or sent; it and the %d batch(es) after it "
-                    "are not acknowledged, so their records are processed again after a "
-                    "restart or rebalance. Check the worker's data dir (RocksDB) and the broker",
-                    queued,
-                    exc_info=True,
-                )
+                self._fail(batch, queue, exc)
             finally:
                 queue.task_done()
+
+    def _fail(self, batch: B, queue: asyncio.Queue[B], exc: BaseException) -> None:
+        self.error = exc
+        queued = queue.qsize()
+        self._give_up(batch)
+        self._give_up_queued(queue)
+        logger.critical(
+            "a batch could not be written or sent; it and the %d batch(es) after it are not "
+            "acknowledged, so their records are read again from the partition's commit "
+            "point. Check the worker's data dir (RocksDB) and the broker",
+            queued,
+            exc_info=exc,
+        )
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The task ended: unless :meth:`stop` ended it, nothing finishes batches any more."""
+        if task is not self._task:
+            return
+        if self.error is None:
+            self.error = RuntimeError("the task finishing batches ended unexpectedly")
+            logger.critical("the task finishing batches was cancelled; the agent stops")
+        if self._queue is not None:
+            self._give_up_queued(self._queue)
 
     def _give_up_queued(self, queue: asyncio.Queue[B]) -> None:
         while not queue.empty():

@@ -190,6 +190,17 @@ async def test_a_transaction_commits_only_after_the_buffered_table_writes_left(
     assert calls == ["flush", "commit"]
 
 
+class Msg(SimpleNamespace):  # hashable and weak-referenceable, as Faust's unacked set needs
+    __hash__ = object.__hash__
+
+
+def _in_flight(consumer: Any, tp: TP, offset: int, generation: int = 0) -> Any:
+    """A record a stream took and has not acknowledged yet (keep a reference to it)."""
+    message = Msg(tp=tp, topic=tp.topic, offset=offset, acked=False, generation_id=generation)
+    consumer._unacked_messages.add(message)
+    return message
+
+
 def _offsets_consumer(tmp_path: Any, committed: int | None, acked: list[int]) -> Any:
     app = create_app(Settings(app_id="offsets", data_dir=str(tmp_path)))
     consumer = app.consumer
@@ -210,7 +221,9 @@ def test_faust_commits_past_an_unacknowledged_record_at_the_head(tmp_path: Any) 
 
 def test_nothing_is_committed_while_the_next_record_is_unacknowledged(tmp_path: Any) -> None:
     consumer, tp = _offsets_consumer(tmp_path, committed=6, acked=list(range(7, 63)))
+    in_flight = _in_flight(consumer, tp, 6)
     assert consumer._new_offset(tp) is None
+    in_flight.acked = True
     consumer._acked[tp].append(6)
     consumer._acked_index[tp].add(6)
     assert consumer._new_offset(tp) == 63
@@ -226,7 +239,9 @@ def test_the_run_stops_at_the_first_gap_and_old_acks_are_dropped(tmp_path: Any) 
 def test_a_partition_never_committed_starts_where_reading_started(tmp_path: Any) -> None:
     consumer, tp = _offsets_consumer(tmp_path, committed=None, acked=[3, 4])
     consumer.start_offsets = {tp: 0}
+    in_flight = _in_flight(consumer, tp, 1)
     assert consumer._new_offset(tp) is None
+    in_flight.acked = True
     consumer._acked[tp] = [0, 1, 2, 3, 4]
     consumer._acked_index[tp] = {0, 1, 2, 3, 4}
     assert consumer._new_offset(tp) == 5
@@ -275,11 +290,13 @@ def test_a_commit_held_by_one_record_is_reported(
 ) -> None:
     monkeypatch.setattr(transport_module, "BLOCKED_HEAD_WARN_S", 0.0)
     consumer, tp = _offsets_consumer(tmp_path, committed=6, acked=[7, 8])
+    in_flight = _in_flight(consumer, tp, 6)
     with caplog.at_level(logging.WARNING, logger="eventpro.transport"):
         assert consumer._new_offset(tp) is None
         assert consumer._new_offset(tp) is None  # once per episode
     assert caplog.text.count("held at offset 6") == 1
     assert "offsets from 7 on are acknowledged but 6 is not" in caplog.text
+    assert not in_flight.acked
 
 
 def test_a_record_a_stream_skipped_is_not_committable(
@@ -289,9 +306,6 @@ def test_a_record_a_stream_skipped_is_not_committable(
     consumer, tp = _offsets_consumer(tmp_path, committed=10, acked=[])
     app = consumer.app
     monkeypatch.setattr(app, "consumer_generation_id", 7)
-
-    class Msg(SimpleNamespace):  # hashable and weak-referenceable, as Faust's unacked set needs
-        __hash__ = object.__hash__
 
     def message(offset: int, generation: int) -> Any:
         return Msg(tp=tp, topic=tp.topic, offset=offset, acked=False, generation_id=generation)
@@ -306,6 +320,76 @@ def test_a_record_a_stream_skipped_is_not_committable(
     current = message(10, generation=7)
     assert consumer.ack(current) is True
     assert consumer._acked[tp] == [10]
+    assert consumer._unprocessed == {tp: (10, 11)}  # to be read again
+
+
+def test_offsets_at_the_head_without_a_record_are_committed_past(tmp_path: Any) -> None:
+    """Under read_committed an aborted transaction's records and the markers are never
+    delivered; after a seek to 11 Faust's gap tracking starts at 12 and misses 11."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=11, acked=[14, 15])
+    later = _in_flight(consumer, tp, 16)  # in flight above the head: no reason to wait
+    assert consumer._new_offset(tp) == 16
+    assert later.acked is False
+
+
+async def test_a_record_given_up_at_the_head_is_read_again_from_the_commit_point(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, tp = _offsets_consumer(tmp_path, committed=10, acked=[13, 14])
+    seeks: list[dict[TP, int]] = []
+
+    async def seek_wait(partitions: dict[TP, int]) -> None:
+        seeks.append(dict(partitions))
+        consumer._read_offset[tp] = 10  # what Faust's seek_wait sets
+
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    consumer.app.flow_control.resume()
+    consumer.note_unprocessed(Msg(tp=tp, offset=11))
+    consumer.note_unprocessed(Msg(tp=tp, offset=12))
+    assert consumer._new_offset(tp) is None  # never past the given-up records
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 10}]
+    assert tp not in consumer._read_offset  # the next record read passes, whatever its offset
+    assert consumer._new_offset(tp) is None
+    assert seeks == [{tp: 10}]  # nothing read since the seek: no second one
+    consumer._read_offset[tp] = 13  # records read again were dropped (read past them)
+    assert consumer._new_offset(tp) is None
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 10}, {tp: 10}]
+    consumer._acked[tp] = [10, 11, 12, 13, 14]  # read again and processed
+    consumer._acked_index[tp] = set(consumer._acked[tp])
+    assert consumer._new_offset(tp) == 15
+    assert consumer._unprocessed == {}
+
+
+async def test_the_last_record_of_a_partition_given_up_is_read_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is acknowledged after it, so only the commit's sweep can notice it."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=20, acked=[])
+    other = TP("ticket-requests", 1)
+    consumer._committed_offset[other] = 30
+    seeks: list[dict[TP, int]] = []
+
+    async def seek_wait(partitions: dict[TP, int]) -> None:
+        seeks.append(dict(partitions))
+
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp, other})
+    consumer.note_unprocessed(Msg(tp=tp, offset=20))
+    consumer.note_unprocessed(Msg(tp=other, offset=25))  # committed since by another owner
+    in_flight = _in_flight(consumer, tp, 20)
+    consumer._sweep_unprocessed()
+    assert seeks == [] and other not in consumer._unprocessed  # 20 is still being processed
+    in_flight.acked = True
+    consumer.app.flow_control.suspend()
+    consumer._sweep_unprocessed()
+    assert seeks == []  # not during a rebalance (it seeks to the commit point anyway)
+    consumer.app.flow_control.resume()
+    consumer._sweep_unprocessed()
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 20}]
 
 
 async def test_collect_sees_only_the_records_buffered_inside_the_block() -> None:

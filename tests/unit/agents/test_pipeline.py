@@ -77,3 +77,43 @@ async def test_stop_gives_up_the_batch_in_progress_and_the_queued_ones() -> None
 def test_depth_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         BatchFinisher(Recorder().finish, Recorder().give_up, depth=0)
+
+
+async def test_a_cancelled_future_inside_finish_is_a_failure_not_the_end_of_the_task() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    broker_ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def finish(batch: int) -> None:
+        if batch == 1:
+            await broker_ack  # a producer stopping cancels the futures it still holds
+        await recorder.finish(batch)
+
+    finisher = BatchFinisher(finish, recorder.give_up, depth=2)
+    for batch in (1, 2):
+        await finisher.submit(batch)
+    await asyncio.sleep(0)
+    broker_ack.cancel()
+    recorder.gate.set()
+    await asyncio.wait_for(finisher.drained(), timeout=1)
+    assert recorder.finished == [] and recorder.given_up == [1, 2]
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(finisher.submit(3), timeout=1)
+    assert recorder.given_up == [1, 2, 3]
+    await finisher.stop()
+
+
+async def test_a_submit_waiting_for_room_raises_when_the_task_is_cancelled_from_outside() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    finisher = BatchFinisher(recorder.finish, recorder.give_up, depth=1)
+    for batch in (1, 2):
+        await finisher.submit(batch)
+    blocked = asyncio.ensure_future(finisher.submit(3))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    finisher._task.cancel()  # type: ignore[union-attr]  # as a shutdown cancelling every task
+    with pytest.raises(RuntimeError, match="ended unexpectedly"):
+        await asyncio.wait_for(blocked, timeout=1)
+    assert sorted(recorder.given_up) == [1, 2, 3] and finisher.pending == 0
+    await finisher.stop()
