@@ -39,6 +39,14 @@
    record a stream will see (transaction markers, aborted transactions under
    read_committed; Faust's gap tracking misses those at the head) and are committed past.
 
+7. Exactly once, transactions that hold records but no offsets are committed too. Faust puts
+   a record in the transaction of its *destination* partition and commits a transaction only
+   with consumed offsets of that partition: the hold-expiry ticks sent to a partition with no
+   other input stayed in a transaction no reader could see, so no offset ever came to commit
+   it; the broker aborted it after its timeout and fenced the worker (seen: a worker whose
+   events all hashed to two of four partitions stopped after 60 s).
+   :meth:`EventProConsumer._commit_idle_transactions` commits them with each commit.
+
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
 stay referenced but unacknowledged although every agent is idle (Faust issue #133 and
@@ -60,6 +68,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from aiokafka.errors import ProducerFenced
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, Message
@@ -121,10 +130,38 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 # transaction's: table writes still in the buffer would land in the next
                 # transaction, and a crash would lose them while their input stays committed.
                 await self.app.producer.flush()
-                return await super().commit(topics, start_new_transaction=start_new_transaction)
+                committed = await super().commit(
+                    topics, start_new_transaction=start_new_transaction
+                )
+                await self._commit_idle_transactions(start_new_transaction)
+                return committed
         except GateTimeout as exc:
             logger.warning("exactly-once commit postponed: %s", exc)
             return False
+
+    async def _commit_idle_transactions(self, start_new_transaction: bool) -> None:
+        """Commit every open transaction that holds records; Faust commits only those with
+        offsets to commit (those it just committed are empty now and skipped)."""
+        producer = self.app.producer
+        producers: dict[str, Any] = getattr(producer, "_transaction_producers", {})
+        locks: dict[str, asyncio.Lock] = getattr(producer, "_trn_locks", {})
+        for transactional_id, txn_producer in list(producers.items()):
+            manager = txn_producer._txn_manager
+            if not (manager.txn_partitions or manager.partitions_to_add()):
+                continue
+            async with locks[transactional_id]:
+                if producers.get(transactional_id) is not txn_producer:
+                    continue  # replaced meanwhile (fenced, or a rebalance)
+                if not manager.is_in_transaction():
+                    continue
+                try:
+                    await txn_producer.commit_transaction()
+                    if start_new_transaction:
+                        await txn_producer.begin_transaction()
+                except ProducerFenced as exc:
+                    logger.warning("transaction %s fenced: %r", transactional_id, exc)
+                    await self.app.crash(exc)
+                    return
 
     def ack(self, message: Message) -> bool:
         """Faust's ack, except for records a stream skipped without processing them.
