@@ -33,11 +33,13 @@
    for the next rebalance left such a record undecided for good when no rebalance came (seen:
    a request skipped right after a restart never got an outcome, and under exactly_once the
    partition's transaction never committed, timed out and fenced the worker). When the head
-   of a partition's commits is blocked, :meth:`EventProConsumer._new_offset` seeks the
-   partition back to it if a record from there on was noted unprocessed; if no record below
-   the first acknowledged one is in flight or unprocessed, the offsets in between hold no
-   record a stream will see (transaction markers, aborted transactions under
-   read_committed; Faust's gap tracking misses those at the head) and are committed past.
+   of a partition's commits is blocked and nothing below the first acknowledged record is in
+   flight, :meth:`EventProConsumer._new_offset` seeks the partition back to the head, unless
+   the first record read after the last seek proves the offsets in between hold no record a
+   stream will see (transaction markers, aborted transactions under read_committed; Faust's
+   gap tracking misses those at the head): then it commits past them. Records a fetch
+   returned from before a seek are not delivered (:meth:`EventProConsumer.getmany`): Faust
+   let them move the read offset past the records the seek fetched again, and dropped those.
 
 7. Exactly once, transactions that hold records but no offsets are committed too. Faust puts
    a record in the transaction of its *destination* partition and commits a transaction only
@@ -65,7 +67,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from aiokafka.errors import ProducerFenced
@@ -111,6 +113,14 @@ class EventProConsumer(aiokafka_driver.Consumer):
         self._sought_back: set[TP] = set()
         """Partitions sought back for given-up records that are not all processed yet."""
         self._seek_tasks: set[asyncio.Task[None]] = set()
+        self._seek_epoch: dict[TP, int] = {}
+        """Per stream partition, how many seeks completed: a fetch that began before the
+        last one may return records from before it."""
+        self._probes: dict[TP, int] = {}
+        """Stream partitions sought to an offset whose first record was not read yet."""
+        self._no_records: dict[TP, tuple[int, int]] = {}
+        """Per stream partition, ``[start, end)``: the first record read after seeking to
+        ``start`` was ``end``, so offsets in between hold no record a stream will see."""
 
     async def commit(
         self, topics: set[str | TP] | None = None, start_new_transaction: bool = True
@@ -182,8 +192,11 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """``message`` was given up unprocessed: its partition is read again from the commit
         point, without waiting for a rebalance (see :meth:`_new_offset`)."""
         offset = int(message.offset)
-        low, high = self._unprocessed.get(message.tp, (offset, offset))
-        self._unprocessed[message.tp] = (min(low, offset), max(high, offset))
+        self._note_range(message.tp, offset, offset)
+
+    def _note_range(self, tp: TP, first: int, last: int) -> None:
+        low, high = self._unprocessed.get(tp, (first, last))
+        self._unprocessed[tp] = (min(low, first), max(high, last))
 
     async def perform_seek(self) -> None:
         """Seek to the committed offsets, and partitions with none to their beginning.
@@ -196,16 +209,46 @@ class EventProConsumer(aiokafka_driver.Consumer):
         await super().perform_seek()
         self.start_offsets: dict[TP, int] = {}
         acked_topic = self.app.topics.acks_enabled_for  # stream topics, not changelogs
-        fresh = [
-            tp
-            for tp in self.assignment()
-            if acked_topic(tp.topic) and self._committed_offset[tp] is None
-        ]
-        if not fresh:
-            return
-        for tp, beginning in (await self.earliest_offsets(*fresh)).items():
-            await self.seek(tp, beginning)
-            self.start_offsets[tp] = beginning
+        streams = [tp for tp in self.assignment() if acked_topic(tp.topic)]
+        fresh = [tp for tp in streams if self._committed_offset[tp] is None]
+        if fresh:
+            for tp, beginning in (await self.earliest_offsets(*fresh)).items():
+                await self.seek(tp, beginning)
+                self.start_offsets[tp] = beginning
+        for tp in streams:
+            self._sought(tp, self._next_uncommitted(tp))
+
+    def _sought(self, tp: TP, offset: int | None) -> None:
+        """``tp`` was sought to ``offset``: records fetched before are stale from now on."""
+        self._seek_epoch[tp] = self._seek_epoch.get(tp, 0) + 1
+        self._no_records.pop(tp, None)
+        if offset is None:
+            self._probes.pop(tp, None)
+        else:
+            self._probes[tp] = offset
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
+        """Faust's fetch loop, without records of a partition sought since the fetch began.
+
+        Faust delivers a fetched batch record by record while a seek may happen: the stale
+        records after it moved the partition's read offset past the records the seek fetches
+        again, and Faust dropped those as already read (seen: 18 requests never decided after
+        a restart). Stale records are noted unprocessed instead (read again if need be).
+        The first record read after a seek also tells which offsets before it hold none.
+        """
+        epochs = dict(self._seek_epoch)
+        async for tp, message in super().getmany(timeout):
+            epoch = self._seek_epoch.get(tp)
+            if epoch is not None:
+                if epoch != epochs.get(tp):
+                    self.note_unprocessed(message)
+                    continue
+                probe = self._probes.get(tp)
+                if probe is not None and message.offset >= probe:
+                    del self._probes[tp]
+                    if message.offset > probe:
+                        self._no_records[tp] = (probe, message.offset)
+            yield tp, message
 
     def _next_uncommitted(self, tp: TP) -> int | None:
         committed = self._committed_offset[tp]
@@ -260,16 +303,22 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """Whether ``tp`` has no record in ``[start, end)`` that a stream still has to process.
 
         A stream takes a partition's records in order, so when ``end`` was taken every
-        record below it was taken too: it is in flight, or was given up unprocessed (then
-        the partition is read again from ``start``), or there is no such record.
+        record below it was taken too and is in flight, or was given up, or there is no such
+        record, or Faust dropped it. Unless in flight or proven absent (:meth:`getmany`),
+        the partition is read again from ``start``.
         """
         if any(m.tp == tp and m.offset < end and not m.acked for m in list(self._unacked_messages)):
             return False
+        empty = self._no_records.get(tp)
+        if empty is not None and empty[0] <= start and end <= empty[1]:
+            return True  # read since the last seek: the first record after ``start`` is ``end``
         unprocessed = self._unprocessed.get(tp)
-        if unprocessed is not None and unprocessed[0] < end:
-            self._read_again(tp, start)
-            return False
-        return True
+        if unprocessed is None or unprocessed[0] >= end:
+            # Nothing explains the hole (Faust drops records in places): read it again; the
+            # first record read after the seek shows whether it holds any.
+            self._note_range(tp, start, end - 1)
+        self._read_again(tp, start)
+        return False
 
     def _sweep_unprocessed(self) -> None:
         """Read again partitions whose given-up records are at the head of their commits.
@@ -325,9 +374,8 @@ class EventProConsumer(aiokafka_driver.Consumer):
     async def _seek_back(self, tp: TP, offset: int) -> None:
         try:
             await self.seek_wait({tp: offset})
-            # No record read since this seek: Faust then lets the next one through whatever
-            # its offset (records fetched before the seek may still arrive with higher ones).
-            self._read_offset.pop(tp, None)
+            self._sought(tp, offset)
+            self._read_offset.pop(tp, None)  # no record read since this seek
             self._sought_back.add(tp)
         except Exception:
             logger.warning("could not seek %s[%d] back", tp.topic, tp.partition, exc_info=True)

@@ -323,13 +323,76 @@ def test_a_record_a_stream_skipped_is_not_committable(
     assert consumer._unprocessed == {tp: (10, 11)}  # to be read again
 
 
-def test_offsets_at_the_head_without_a_record_are_committed_past(tmp_path: Any) -> None:
+def _fetched(monkeypatch: pytest.MonkeyPatch, batches: list[list[Any]], during: Any = None) -> None:
+    """Faust's ``getmany`` returns ``batches``, one per call; ``during`` runs mid-batch."""
+
+    async def parent_getmany(self: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        for index, message in enumerate(batches.pop(0)):
+            if index == 1 and during is not None:
+                during()
+            yield message.tp, message
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", parent_getmany)
+
+
+async def _read(consumer: Any) -> list[int]:
+    return [message.offset async for _, message in consumer.getmany(timeout=1.0)]
+
+
+async def test_offsets_at_the_head_shown_to_hold_no_record_are_committed_past(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Under read_committed an aborted transaction's records and the markers are never
     delivered; after a seek to 11 Faust's gap tracking starts at 12 and misses 11."""
-    consumer, tp = _offsets_consumer(tmp_path, committed=11, acked=[14, 15])
+    consumer, tp = _offsets_consumer(tmp_path, committed=11, acked=[])
+    consumer._sought(tp, 11)
+    _fetched(monkeypatch, [[Msg(tp=tp, offset=14), Msg(tp=tp, offset=15)]])
+    assert await _read(consumer) == [14, 15]  # the first record after the seek is 14
+    consumer._acked[tp] = [14, 15]
+    consumer._acked_index[tp] = {14, 15}
     later = _in_flight(consumer, tp, 16)  # in flight above the head: no reason to wait
     assert consumer._new_offset(tp) == 16
     assert later.acked is False
+
+
+async def test_an_unexplained_hole_at_the_head_is_read_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records 11-13 were fetched but never reached a stream (Faust drops some records)."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=11, acked=[14, 15])
+    seeks: list[dict[TP, int]] = []
+
+    async def seek_wait(partitions: dict[TP, int]) -> None:
+        seeks.append(dict(partitions))
+
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    consumer.app.flow_control.resume()
+    assert consumer._new_offset(tp) is None
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 11}] and consumer._unprocessed == {tp: (11, 13)}
+    _fetched(monkeypatch, [[Msg(tp=tp, offset=o) for o in (11, 12, 13, 14)]])
+    assert await _read(consumer) == [11, 12, 13, 14]  # read again, then processed
+    consumer._acked[tp] = [11, 12, 13, 14, 15]
+    consumer._acked_index[tp] = set(consumer._acked[tp])
+    assert consumer._new_offset(tp) == 16
+    assert consumer._unprocessed == {}
+
+
+async def test_records_fetched_before_a_seek_are_not_delivered(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delivered, they moved Faust's read offset past the records the seek fetches again,
+    and Faust dropped those as already read."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=419, acked=[])
+    other = TP("payments", 0)
+    consumer._sought(tp, 419)
+    consumer._sought(other, 0)
+    stale = [Msg(tp=tp, offset=437), Msg(tp=tp, offset=438), Msg(tp=other, offset=0)]
+    _fetched(monkeypatch, [stale], during=lambda: consumer._sought(tp, 419))
+    assert await _read(consumer) == [437, 0]  # 438 came after the seek: withheld
+    assert consumer._unprocessed == {tp: (438, 438)}
+    assert consumer._no_records == {}  # 437 proves nothing: the seek came after it
 
 
 async def test_a_record_given_up_at_the_head_is_read_again_from_the_commit_point(
