@@ -110,8 +110,6 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """Per partition, the lowest and highest offset of records given up unprocessed."""
         self._rereading: set[TP] = set()
         """Partitions being sought back to their commit point."""
-        self._sought_back: set[TP] = set()
-        """Partitions sought back for given-up records that are not all processed yet."""
         self._seek_tasks: set[asyncio.Task[None]] = set()
         self._seek_epoch: dict[TP, int] = {}
         """Per stream partition, how many seeks completed: a fetch that began before the
@@ -296,7 +294,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
         del acked[: end + 1]
         unprocessed = self._unprocessed.get(tp)
         if unprocessed is not None and last >= unprocessed[1]:
-            self._forget_unprocessed(tp)  # every record given up was processed since
+            self._unprocessed.pop(tp, None)  # every record given up was processed since
         return last + 1
 
     def _nothing_to_process(self, tp: TP, start: int, end: int) -> bool:
@@ -332,30 +330,24 @@ class EventProConsumer(aiokafka_driver.Consumer):
         for tp, (_, high) in list(self._unprocessed.items()):
             expected = self._next_uncommitted(tp)
             if tp not in assigned:
-                self._forget_unprocessed(tp)  # its new owner reads it from the commit point
+                self._unprocessed.pop(tp, None)  # its new owner reads it from the commit point
             elif expected is None:
                 continue
             elif expected > high:
-                self._forget_unprocessed(tp)
+                self._unprocessed.pop(tp, None)
             elif not self._acked.get(tp):
                 self._nothing_to_process(tp, expected, high + 1)
-
-    def _forget_unprocessed(self, tp: TP) -> None:
-        self._unprocessed.pop(tp, None)
-        self._sought_back.discard(tp)
 
     def _read_again(self, tp: TP, offset: int) -> None:
         """Seek ``tp`` back to ``offset``, its commit point, to read given-up records again.
 
-        One seek at a time, and another only once records were read since the last one:
-        records still being fetched again must not be fetched a third time.
+        One seek at a time, and another only once a record was read since the last one
+        (``_probes``): records still being fetched again must not be fetched a third time.
         """
-        if tp in self._rereading or not self.app.flow_control.is_active():
+        if tp in self._rereading or tp in self._probes or not self.app.flow_control.is_active():
             return
         if tp not in self.assignment():
-            self._forget_unprocessed(tp)
-            return
-        if tp in self._sought_back and self._read_offset.get(tp) is None:
+            self._unprocessed.pop(tp, None)
             return
         low, high = self._unprocessed[tp]
         logger.warning(
@@ -375,8 +367,6 @@ class EventProConsumer(aiokafka_driver.Consumer):
         try:
             await self.seek_wait({tp: offset})
             self._sought(tp, offset)
-            self._read_offset.pop(tp, None)  # no record read since this seek
-            self._sought_back.add(tp)
         except Exception:
             logger.warning("could not seek %s[%d] back", tp.topic, tp.partition, exc_info=True)
         finally:

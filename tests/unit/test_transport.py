@@ -335,6 +335,19 @@ def _fetched(monkeypatch: pytest.MonkeyPatch, batches: list[list[Any]], during: 
     monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", parent_getmany)
 
 
+def _record_seeks(consumer: Any, monkeypatch: pytest.MonkeyPatch, *tps: TP) -> list[dict[TP, int]]:
+    """Seeks of the consumer (assigned ``tps``, flow active) land in the returned list."""
+    seeks: list[dict[TP, int]] = []
+
+    async def seek_wait(partitions: dict[TP, int]) -> None:
+        seeks.append(dict(partitions))
+
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    monkeypatch.setattr(consumer, "assignment", lambda: set(tps))
+    consumer.app.flow_control.resume()
+    return seeks
+
+
 async def _read(consumer: Any) -> list[int]:
     return [message.offset async for _, message in consumer.getmany(timeout=1.0)]
 
@@ -360,14 +373,7 @@ async def test_an_unexplained_hole_at_the_head_is_read_again(
 ) -> None:
     """Records 11-13 were fetched but never reached a stream (Faust drops some records)."""
     consumer, tp = _offsets_consumer(tmp_path, committed=11, acked=[14, 15])
-    seeks: list[dict[TP, int]] = []
-
-    async def seek_wait(partitions: dict[TP, int]) -> None:
-        seeks.append(dict(partitions))
-
-    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
-    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
-    consumer.app.flow_control.resume()
+    seeks = _record_seeks(consumer, monkeypatch, tp)
     assert consumer._new_offset(tp) is None
     await asyncio.gather(*consumer._seek_tasks)
     assert seeks == [{tp: 11}] and consumer._unprocessed == {tp: (11, 13)}
@@ -399,24 +405,16 @@ async def test_a_record_given_up_at_the_head_is_read_again_from_the_commit_point
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     consumer, tp = _offsets_consumer(tmp_path, committed=10, acked=[13, 14])
-    seeks: list[dict[TP, int]] = []
-
-    async def seek_wait(partitions: dict[TP, int]) -> None:
-        seeks.append(dict(partitions))
-        consumer._read_offset[tp] = 10  # what Faust's seek_wait sets
-
-    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
-    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
-    consumer.app.flow_control.resume()
+    seeks = _record_seeks(consumer, monkeypatch, tp)
     consumer.note_unprocessed(Msg(tp=tp, offset=11))
     consumer.note_unprocessed(Msg(tp=tp, offset=12))
     assert consumer._new_offset(tp) is None  # never past the given-up records
     await asyncio.gather(*consumer._seek_tasks)
     assert seeks == [{tp: 10}]
-    assert tp not in consumer._read_offset  # the next record read passes, whatever its offset
     assert consumer._new_offset(tp) is None
     assert seeks == [{tp: 10}]  # nothing read since the seek: no second one
-    consumer._read_offset[tp] = 13  # records read again were dropped (read past them)
+    _fetched(monkeypatch, [[Msg(tp=tp, offset=10), Msg(tp=tp, offset=11)]])
+    assert await _read(consumer) == [10, 11]  # then records 11 and 12 were lost again
     assert consumer._new_offset(tp) is None
     await asyncio.gather(*consumer._seek_tasks)
     assert seeks == [{tp: 10}, {tp: 10}]
@@ -433,13 +431,7 @@ async def test_the_last_record_of_a_partition_given_up_is_read_again(
     consumer, tp = _offsets_consumer(tmp_path, committed=20, acked=[])
     other = TP("ticket-requests", 1)
     consumer._committed_offset[other] = 30
-    seeks: list[dict[TP, int]] = []
-
-    async def seek_wait(partitions: dict[TP, int]) -> None:
-        seeks.append(dict(partitions))
-
-    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
-    monkeypatch.setattr(consumer, "assignment", lambda: {tp, other})
+    seeks = _record_seeks(consumer, monkeypatch, tp, other)
     consumer.note_unprocessed(Msg(tp=tp, offset=20))
     consumer.note_unprocessed(Msg(tp=other, offset=25))  # committed since by another owner
     in_flight = _in_flight(consumer, tp, 20)
