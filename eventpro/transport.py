@@ -190,11 +190,8 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """``message`` was given up unprocessed: its partition is read again from the commit
         point, without waiting for a rebalance (see :meth:`_new_offset`)."""
         offset = int(message.offset)
-        self._note_range(message.tp, offset, offset)
-
-    def _note_range(self, tp: TP, first: int, last: int) -> None:
-        low, high = self._unprocessed.get(tp, (first, last))
-        self._unprocessed[tp] = (min(low, first), max(high, last))
+        low, high = self._unprocessed.get(message.tp, (offset, offset))
+        self._unprocessed[message.tp] = (min(low, offset), max(high, offset))
 
     async def perform_seek(self) -> None:
         """Seek to the committed offsets, and partitions with none to their beginning.
@@ -217,8 +214,13 @@ class EventProConsumer(aiokafka_driver.Consumer):
             self._sought(tp, self._next_uncommitted(tp))
 
     def _sought(self, tp: TP, offset: int | None) -> None:
-        """``tp`` was sought to ``offset``: records fetched before are stale from now on."""
+        """``tp`` was sought to ``offset``: records fetched before are stale from now on.
+
+        Faust's read offset is cleared too: a stale record delivered since the seek may have
+        moved it past the records the seek fetches again, which Faust would drop.
+        """
         self._seek_epoch[tp] = self._seek_epoch.get(tp, 0) + 1
+        self._read_offset.pop(tp, None)
         self._no_records.pop(tp, None)
         if offset is None:
             self._probes.pop(tp, None)
@@ -307,15 +309,16 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """
         if any(m.tp == tp and m.offset < end and not m.acked for m in list(self._unacked_messages)):
             return False
-        empty = self._no_records.get(tp)
-        if empty is not None and empty[0] <= start and end <= empty[1]:
-            return True  # read since the last seek: the first record after ``start`` is ``end``
         unprocessed = self._unprocessed.get(tp)
         if unprocessed is None or unprocessed[0] >= end:
+            empty = self._no_records.get(tp)
+            if empty is not None and empty[0] <= start and end <= empty[1]:
+                return True  # since the last seek, the first record after ``start`` is ``end``
             # Nothing explains the hole (Faust drops records in places): read it again; the
             # first record read after the seek shows whether it holds any.
-            self._note_range(tp, start, end - 1)
-        self._read_again(tp, start)
+            self._read_again(tp, start, f"nothing explains the hole up to offset {end}")
+        else:  # given-up records are real: never committed past
+            self._read_again(tp, start, f"records {unprocessed[0]}..{unprocessed[1]} were given up")
         return False
 
     def _sweep_unprocessed(self) -> None:
@@ -338,7 +341,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
             elif not self._acked.get(tp):
                 self._nothing_to_process(tp, expected, high + 1)
 
-    def _read_again(self, tp: TP, offset: int) -> None:
+    def _read_again(self, tp: TP, offset: int, why: str) -> None:
         """Seek ``tp`` back to ``offset``, its commit point, to read given-up records again.
 
         One seek at a time, and another only once a record was read since the last one
@@ -349,15 +352,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
         if tp not in self.assignment():
             self._unprocessed.pop(tp, None)
             return
-        low, high = self._unprocessed[tp]
-        logger.warning(
-            "reading %s[%d] again from offset %d: records %d..%d were given up unprocessed",
-            tp.topic,
-            tp.partition,
-            offset,
-            low,
-            high,
-        )
+        logger.warning("reading %s[%d] again from %d: %s", tp.topic, tp.partition, offset, why)
         self._rereading.add(tp)
         task = asyncio.ensure_future(self._seek_back(tp, offset))
         self._seek_tasks.add(task)

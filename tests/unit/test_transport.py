@@ -376,13 +376,24 @@ async def test_an_unexplained_hole_at_the_head_is_read_again(
     seeks = _record_seeks(consumer, monkeypatch, tp)
     assert consumer._new_offset(tp) is None
     await asyncio.gather(*consumer._seek_tasks)
-    assert seeks == [{tp: 11}] and consumer._unprocessed == {tp: (11, 13)}
+    assert seeks == [{tp: 11}]
     _fetched(monkeypatch, [[Msg(tp=tp, offset=o) for o in (11, 12, 13, 14)]])
     assert await _read(consumer) == [11, 12, 13, 14]  # read again, then processed
     consumer._acked[tp] = [11, 12, 13, 14, 15]
     consumer._acked_index[tp] = set(consumer._acked[tp])
     assert consumer._new_offset(tp) == 16
-    assert consumer._unprocessed == {}
+
+
+async def test_a_given_up_record_is_read_again_even_where_no_record_seemed_to_be(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, tp = _offsets_consumer(tmp_path, committed=11, acked=[14])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    consumer._no_records[tp] = (11, 14)
+    consumer.note_unprocessed(Msg(tp=tp, offset=12))  # real: a stream had it
+    assert consumer._new_offset(tp) is None
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 11}]
 
 
 async def test_records_fetched_before_a_seek_are_not_delivered(
