@@ -228,7 +228,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
             self._probes[tp] = offset
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
-        """Faust's fetch loop, without records of a partition sought since the fetch began.
+        """Faust's fetch loop, without records of a partition sought since the fetch returned.
 
         Faust delivers a fetched batch record by record while a seek may happen: the stale
         records after it moved the partition's read offset past the records the seek fetches
@@ -236,8 +236,10 @@ class EventProConsumer(aiokafka_driver.Consumer):
         a restart). Stale records are noted unprocessed instead (read again if need be).
         The first record read after a seek also tells which offsets before it hold none.
         """
-        epochs = dict(self._seek_epoch)
+        epochs: dict[TP, int] | None = None
         async for tp, message in super().getmany(timeout):
+            if epochs is None:  # the fetch just returned: later seeks make its records stale
+                epochs = dict(self._seek_epoch)
             epoch = self._seek_epoch.get(tp)
             if epoch is not None:
                 if epoch != epochs.get(tp):
