@@ -189,6 +189,8 @@ class EventProConsumer(aiokafka_driver.Consumer):
     def note_unprocessed(self, message: Message) -> None:
         """``message`` was given up unprocessed: its partition is read again from the commit
         point, without waiting for a rebalance (see :meth:`_new_offset`)."""
+        if message.tp.topic in self.app.tables.changelog_topics:
+            return  # table recovery reads changelogs; they are never sought back here
         offset = int(message.offset)
         low, high = self._unprocessed.get(message.tp, (offset, offset))
         self._unprocessed[message.tp] = (min(low, offset), max(high, offset))
@@ -210,8 +212,10 @@ class EventProConsumer(aiokafka_driver.Consumer):
             for tp, beginning in (await self.earliest_offsets(*fresh)).items():
                 await self.seek(tp, beginning)
                 self.start_offsets[tp] = beginning
+        changelogs = self.app.tables.changelog_topics  # table recovery seeks those itself
         for tp in streams:
-            self._sought(tp, self._next_uncommitted(tp))
+            if tp.topic not in changelogs:
+                self._sought(tp, self._next_uncommitted(tp))
 
     def _sought(self, tp: TP, offset: int | None) -> None:
         """``tp`` was sought to ``offset``: records fetched before are stale from now on.
