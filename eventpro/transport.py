@@ -387,7 +387,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
             self._blocked_since[tp] = 0.0
             logger.warning(
                 "commits of %s[%d] held at offset %d for %.0fs: offsets from %d on are "
-                "acknowledged but %d is not (still in flight)",
+                "acknowledged but %d is not (in flight, or being read again)",
                 tp.topic,
                 tp.partition,
                 expected,
