@@ -49,6 +49,13 @@
    events all hashed to two of four partitions stopped after 60 s).
    :meth:`EventProConsumer._commit_idle_transactions` commits them with each commit.
 
+8. A partition with records past its commit point, none of which a stream took for
+   :data:`STALLED_READ_S` seconds, is read again from the commit point (resumed first if
+   Faust left it paused). Items 5 and 6 need an acknowledged or given-up record to notice a
+   loss; records Faust never delivered at all left a partition undecided for good (seen: in
+   a chaos run three request partitions stopped after a broker restart, with no warning,
+   while every other partition went on). :meth:`EventProConsumer._read_stalled_again`.
+
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
 stay referenced but unacknowledged although every agent is idle (Faust issue #133 and
@@ -92,6 +99,10 @@ logger = logging.getLogger(__name__)
 BLOCKED_HEAD_WARN_S = 30.0
 """How long a partition's commits may wait on one unacknowledged record before a warning."""
 
+STALLED_READ_S = 15.0
+"""How long records may wait past a partition's commit point, none taken by a stream, before
+the partition is read again from there."""
+
 WAIT_EMPTY_SHARE = 0.25
 """Share of the rebalance timeout a revoking worker waits for in-flight records."""
 
@@ -119,6 +130,10 @@ class EventProConsumer(aiokafka_driver.Consumer):
         self._no_records: dict[TP, tuple[int, int]] = {}
         """Per stream partition, ``[start, end)``: the first record read after seeking to
         ``start`` was ``end``, so offsets in between hold no record a stream will see."""
+        self._idle_since: dict[TP, tuple[int, float]] = {}
+        """Per stream partition with nothing taken or done, its commit point and since when."""
+        self._stall_reads: dict[TP, tuple[int, int]] = {}
+        """Per stream partition, the offsets ``[start, end)`` last read again for a stall."""
 
     async def commit(
         self, topics: set[str | TP] | None = None, start_new_transaction: bool = True
@@ -129,6 +144,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
         time (it is retried at the next commit interval), never a split transaction.
         """
         self._sweep_unprocessed()
+        await self._read_stalled_again()
         if not self.app.in_transaction:
             return await super().commit(topics, start_new_transaction=start_new_transaction)
         limit = wait_empty_limit(float(self.app.conf.broker_rebalance_timeout))
@@ -254,7 +270,23 @@ class EventProConsumer(aiokafka_driver.Consumer):
                     del self._probes[tp]
                     if message.offset > probe:
                         self._no_records[tp] = (probe, message.offset)
+                    self._report_stall(tp, message.offset)
             yield tp, message
+
+    def _report_stall(self, tp: TP, offset: int) -> None:
+        """Warn when reading a stalled partition again brought a record (not only markers)."""
+        stalled = self._stall_reads.pop(tp, None)
+        if stalled is not None and offset < stalled[1]:
+            logger.warning(
+                "%s[%d] had stalled: offsets %d..%d were not taken by a stream for %.0fs; "
+                "read again, record %d is being processed now",
+                tp.topic,
+                tp.partition,
+                stalled[0],
+                stalled[1] - 1,
+                STALLED_READ_S,
+                offset,
+            )
 
     def _next_uncommitted(self, tp: TP) -> int | None:
         committed = self._committed_offset[tp]
@@ -347,7 +379,60 @@ class EventProConsumer(aiokafka_driver.Consumer):
             elif not self._acked.get(tp):
                 self._nothing_to_process(tp, expected, high + 1)
 
-    def _read_again(self, tp: TP, offset: int, why: str) -> None:
+    async def _read_stalled_again(self) -> None:
+        """Read again partitions whose records past the commit point no stream has taken for
+        :data:`STALLED_READ_S` seconds (item 8 of the module docstring).
+
+        Only partitions with nothing in flight and nothing acknowledged count as idle, so
+        reading one again never repeats a record processed since the last commit; their end
+        offsets are asked for at most once per :data:`STALLED_READ_S`.
+        """
+        app = self.app
+        if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
+            self._idle_since.clear()
+            return
+        now = time.monotonic()
+        busy = {m.tp for m in list(self._unacked_messages) if not m.acked}
+        streams = app.topics.acks_enabled_for
+        changelogs = app.tables.changelog_topics
+        due: list[TP] = []
+        for tp in self.assignment():
+            if tp.topic in changelogs or not streams(tp.topic):
+                continue
+            head = self._next_uncommitted(tp)
+            if head is None or tp in busy or self._acked.get(tp) or tp in self._rereading:
+                self._idle_since.pop(tp, None)
+                continue
+            mark = self._idle_since.get(tp)
+            if mark is None or mark[0] != head:
+                self._idle_since[tp] = (head, now)
+            elif now - mark[1] >= STALLED_READ_S:
+                self._idle_since[tp] = (head, now)  # asked again after another period
+                due.append(tp)
+        if not due:
+            return
+        ends = await self.highwaters(*due)
+        for tp in due:
+            head, end = self._next_uncommitted(tp), ends.get(tp)
+            if head is None or end is None or head >= end or tp not in self.assignment():
+                continue
+            if self._stall_reads.get(tp) == (head, end) and self._probes.get(tp) == head:
+                continue  # read again and nothing came: only transaction markers are there
+            paused = tp in self._paused_partitions
+            if paused:
+                self.resume_partitions({tp})
+            self._probes.pop(tp, None)
+            self._stall_reads[tp] = (head, end)
+            self._read_again(
+                tp,
+                head,
+                f"offsets {head}..{end - 1} were not taken by a stream for "
+                f"{STALLED_READ_S:.0f}s (paused: {paused}, read offset: "
+                f"{self._read_offset.get(tp)})",
+                level=logging.INFO,  # transaction markers alone look the same; see getmany
+            )
+
+    def _read_again(self, tp: TP, offset: int, why: str, level: int = logging.WARNING) -> None:
         """Seek ``tp`` back to ``offset``, its commit point, to read given-up records again.
 
         One seek at a time, and another only once a record was read since the last one
@@ -358,7 +443,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
         if tp not in self.assignment():
             self._unprocessed.pop(tp, None)
             return
-        logger.warning("reading %s[%d] again from %d: %s", tp.topic, tp.partition, offset, why)
+        logger.log(level, "reading %s[%d] again from %d: %s", tp.topic, tp.partition, offset, why)
         self._rereading.add(tp)
         task = asyncio.ensure_future(self._seek_back(tp, offset))
         self._seek_tasks.add(task)

@@ -471,3 +471,84 @@ async def test_collect_sees_only_the_records_buffered_inside_the_block() -> None
         assert mine == [inside]
     finally:
         await _stop_after(buffer, channel, 3)
+
+
+def _ends(consumer: Any, monkeypatch: pytest.MonkeyPatch, ends: dict[TP, int]) -> list[set[TP]]:
+    """The partitions' end offsets as ``highwaters`` answers them; the returned list gets the
+    partitions asked about, one set per call."""
+    asked: list[set[TP]] = []
+
+    async def highwaters(*tps: TP) -> dict[TP, int]:
+        asked.append(set(tps))
+        return {tp: ends[tp] for tp in tps}
+
+    monkeypatch.setattr(consumer, "highwaters", highwaters)
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: True)
+    return asked
+
+
+async def test_a_partition_whose_records_no_stream_takes_is_resumed_and_read_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen in a chaos run: after a broker restart three partitions stopped, no record of them
+    in flight, acknowledged or given up, so nothing else noticed."""
+    monkeypatch.setattr(transport_module, "STALLED_READ_S", 0.0)
+    consumer, tp = _offsets_consumer(tmp_path, committed=24, acked=[])
+    busy, done, idle = TP("ticket-requests", 1), TP("ticket-requests", 2), TP("payments", 0)
+    for other, committed in ((busy, 5), (done, 7), (idle, 3)):
+        consumer._committed_offset[other] = committed
+    consumer._acked[done] = [8]  # acknowledged, to be committed: not idle
+    seeks = _record_seeks(consumer, monkeypatch, tp, busy, done, idle)
+    asked = _ends(consumer, monkeypatch, {tp: 50, busy: 9, done: 9, idle: 3})
+    in_flight = _in_flight(consumer, busy, 5)
+    consumer.pause_partitions({tp})
+
+    await consumer._read_stalled_again()  # first sight starts the clock
+    assert asked == [] and seeks == []
+    with caplog.at_level(logging.INFO, logger="eventpro.transport"):
+        await consumer._read_stalled_again()
+        await asyncio.gather(*consumer._seek_tasks)
+    assert asked == [{tp, idle}]  # idle has nothing past its commit point
+    assert seeks == [{tp: 24}]
+    assert tp not in consumer._paused_partitions
+    assert "offsets 24..49 were not taken by a stream" in caplog.text
+    assert not in_flight.acked
+
+    _fetched(monkeypatch, [[Msg(tp=tp, offset=24)]])
+    with caplog.at_level(logging.WARNING, logger="eventpro.transport"):
+        assert await _read(consumer) == [24]
+    assert "had stalled: offsets 24..49" in caplog.text
+
+
+async def test_transaction_markers_past_the_commit_point_are_read_again_only_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under exactly_once a partition ends with a commit marker no stream ever sees."""
+    monkeypatch.setattr(transport_module, "STALLED_READ_S", 0.0)
+    consumer, tp = _offsets_consumer(tmp_path, committed=30, acked=[])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    _ends(consumer, monkeypatch, {tp: 31})
+    for _ in range(4):
+        await consumer._read_stalled_again()
+        await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 30}]  # the read found nothing: not again
+    _ends(consumer, monkeypatch, {tp: 33})  # a new record behind the marker, not taken
+    await consumer._read_stalled_again()
+    await consumer._read_stalled_again()
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 30}, {tp: 30}]
+
+
+async def test_no_partition_is_read_again_while_the_tables_recover(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery pauses the stream partitions on purpose while it reads the changelogs."""
+    monkeypatch.setattr(transport_module, "STALLED_READ_S", 0.0)
+    consumer, tp = _offsets_consumer(tmp_path, committed=24, acked=[])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    asked = _ends(consumer, monkeypatch, {tp: 50})
+    consumer.pause_partitions({tp})
+    consumer.app.in_recovery = True
+    for _ in range(3):
+        await consumer._read_stalled_again()
+    assert asked == [] and seeks == [] and tp in consumer._paused_partitions
