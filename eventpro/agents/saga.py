@@ -76,7 +76,7 @@ class SagaInventoryProcessor(InventoryProcessor):
 
     def on_payment_captured(self, envelope: Envelope, data: PaymentCaptured) -> list[Outgoing]:
         """Sell the held seats, or send the capture back for refund if the hold is gone."""
-        hold = self.state.hold(data.reservation_id)
+        hold = self.state.claim(data.reservation_id)
         status = self.state.status(data.event_id, data.request_id)
         now_ms = self.clock_ms()
         result = confirm_hold(

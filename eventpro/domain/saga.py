@@ -142,7 +142,12 @@ def confirm_hold(
 ) -> SagaResult:
     """Apply a captured payment.
 
+    ``hold`` is the reservation's claim as stored: live, or sold.
+
     - already confirmed, or already sent for refund -> ``DUPLICATE``;
+    - claim already sold but the status not final (a crash stored the batch's claims but not
+      its records) -> ``CONFIRMED`` again with the same ticket ids; nothing counted twice
+      (the counters are recounted from the claims);
     - live hold (``expires_at_ms > now_ms``) -> ``CONFIRMED``: ``held -= q``, ``sold += q``,
       ticket ids ``uuid5(reservation_id, i)``, status confirmed;
     - hold expired but not yet released -> ``REFUND_REQUIRED`` and the hold is released
@@ -164,6 +169,18 @@ def confirm_hold(
         payment_id=payment.payment_id,
     )
     usable = hold is not None and hold.reservation_id == payment.reservation_id
+    if hold is not None and hold.sold:
+        if usable and (status is None or not status.is_terminal):
+            base = status if status is not None else status_from_hold(hold)
+            finished = base.evolve(
+                status=Status.CONFIRMED,
+                reason=None,
+                reservation_id=hold.reservation_id,
+                ticket_ids=ticket_ids_for(hold.reservation_id, hold.quantity),
+                updated_at_ms=now_ms,
+            )
+            return SagaResult(SagaKind.CONFIRMED, None, finished)
+        hold, usable = None, False  # a sold claim is never a live hold
     if (
         hold is not None
         and usable

@@ -59,6 +59,30 @@ def test_capture_of_live_hold_confirms() -> None:
     assert status.correlation_id == "corr-1"
 
 
+def test_capture_of_a_sold_claim_whose_status_was_lost_confirms_again() -> None:
+    """A crash stored the batch's claims (the sold claim) but not its records (status,
+    counters): the capture comes again, after the hold's expiry. Seen in a chaos run: it was
+    refunded and the request never got an outcome, while its seats stayed sold."""
+    sold = replace(HOLD, sold=True)
+    late = HOLD.expires_at_ms + 1
+    result = confirm_hold(INV, sold, STATUS, PAYMENT, now_ms=late)
+    assert result.kind is SagaKind.CONFIRMED
+    assert result.inventory is None  # counters come from the claims (recount), not twice
+    assert result.removed_hold is None and result.refund is None
+    status = result.status
+    assert status is not None and status.status is Status.CONFIRMED
+    assert status.ticket_ids == ticket_ids_for(HOLD.reservation_id, 3)
+    again = confirm_hold(INV, sold, status, PAYMENT, now_ms=late + 1)
+    assert again.kind is SagaKind.DUPLICATE
+
+
+def test_a_sold_claim_of_another_reservation_is_not_a_live_hold() -> None:
+    other = replace(HOLD, reservation_id="res-other", sold=True)
+    result = confirm_hold(INV, other, STATUS, PAYMENT, now_ms=NOW + 1)
+    assert result.kind is SagaKind.REFUND_REQUIRED
+    assert result.inventory == INV and result.removed_hold is None
+
+
 def test_capture_twice_confirms_once() -> None:
     first = confirm_hold(INV, HOLD, STATUS, PAYMENT, now_ms=NOW + 1)
     again = confirm_hold(first.inventory, None, first.status, PAYMENT, now_ms=NOW + 2)
