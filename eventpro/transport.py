@@ -254,19 +254,32 @@ class EventProConsumer(aiokafka_driver.Consumer):
         records after it moved the partition's read offset past the records the seek fetches
         again, and Faust dropped those as already read (seen: 18 requests never decided after
         a restart). Stale records are noted unprocessed instead (read again if need be).
-        The first record read after a seek also tells which offsets before it hold none.
+
+        The first record read after a seek also tells which offsets before it hold none, but
+        only from a fetch asked for after the seek: Faust seeks from the event loop while the
+        consumer thread may be computing a fetch from the old position, whose records then
+        arrive after the seek and look fresh (seen: nine requests fetched before a rebalance
+        were committed past, never decided). Such a fetch counts only if it starts exactly at
+        the seek's offset; otherwise its records are noted unprocessed and read again.
         """
+        asked = dict(self._seek_epoch)
+        doubtful: set[TP] = set()
         epochs: dict[TP, int] | None = None
         async for tp, message in super().getmany(timeout):
             if epochs is None:  # the fetch just returned: later seeks make its records stale
                 epochs = dict(self._seek_epoch)
             epoch = self._seek_epoch.get(tp)
             if epoch is not None:
-                if epoch != epochs.get(tp):
+                if epoch != epochs.get(tp) or tp in doubtful:
                     self.note_unprocessed(message)
                     continue
                 probe = self._probes.get(tp)
                 if probe is not None and message.offset >= probe:
+                    if message.offset > probe and asked.get(tp) != epoch:
+                        del self._probes[tp]  # nothing proven: free to read it again
+                        doubtful.add(tp)
+                        self.note_unprocessed(message)
+                        continue
                     del self._probes[tp]
                     if message.offset > probe:
                         self._no_records[tp] = (probe, message.offset)

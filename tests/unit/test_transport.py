@@ -412,6 +412,46 @@ async def test_records_fetched_before_a_seek_are_not_delivered(
     assert consumer._no_records == {}  # 437 proves nothing: the seek came after it
 
 
+def _fetched_across_a_seek(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch, tp: TP, seek_to: int, offsets: list[int]
+) -> None:
+    """One fetch, asked for before a seek of ``tp`` and returned after it."""
+
+    async def parent_getmany(self: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        consumer._sought(tp, seek_to)  # Faust seeks while the consumer thread fetches
+        for offset in offsets:
+            yield tp, Msg(tp=tp, offset=offset)
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", parent_getmany)
+
+
+async def test_a_fetch_asked_before_a_seek_proves_no_offset_empty(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in a chaos run: records 41.. computed from the old position arrived after the
+    seek to 32 and passed for its first records; 32..40 were committed past, never decided."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=32, acked=[])
+    consumer._sought(tp, None)
+    _fetched_across_a_seek(consumer, monkeypatch, tp, 32, [41, 42])
+    assert await _read(consumer) == []
+    assert consumer._no_records == {} and tp not in consumer._probes
+    assert consumer._unprocessed == {tp: (41, 42)}  # read again from the commit point
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    consumer._sweep_unprocessed()
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 32}]
+
+
+async def test_a_fetch_asked_before_a_seek_that_starts_at_its_offset_is_delivered(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, tp = _offsets_consumer(tmp_path, committed=32, acked=[])
+    consumer._sought(tp, None)
+    _fetched_across_a_seek(consumer, monkeypatch, tp, 32, [32, 33])
+    assert await _read(consumer) == [32, 33]
+    assert consumer._unprocessed == {} and tp not in consumer._probes
+
+
 async def test_a_record_given_up_at_the_head_is_read_again_from_the_commit_point(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
