@@ -103,6 +103,9 @@ STALLED_READ_S = 15.0
 """How long records may wait past a partition's commit point, none taken by a stream, before
 the partition is read again from there."""
 
+END_OFFSETS_TIMEOUT_S = 5.0
+"""How long a commit waits for the end offsets of partitions that look stalled."""
+
 WAIT_EMPTY_SHARE = 0.25
 """Share of the rebalance timeout a revoking worker waits for in-flight records."""
 
@@ -424,7 +427,11 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 due.append(tp)
         if not due:
             return
-        ends = await self.highwaters(*due)
+        try:
+            ends = await asyncio.wait_for(self.highwaters(*due), timeout=END_OFFSETS_TIMEOUT_S)
+        except Exception as exc:  # a broker restarting: ask again after another period
+            logger.info("end offsets of idle partitions not known, asked again later: %r", exc)
+            return
         for tp in due:
             head, end = self._next_uncommitted(tp), ends.get(tp)
             if head is None or end is None or head >= end or tp not in self.assignment():

@@ -579,6 +579,24 @@ async def test_transaction_markers_past_the_commit_point_are_read_again_only_onc
     assert seeks == [{tp: 30}, {tp: 30}]
 
 
+async def test_a_commit_goes_on_when_the_end_offsets_cannot_be_had(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker may be restarting: the check is skipped, never the commit."""
+    monkeypatch.setattr(transport_module, "STALLED_READ_S", 0.0)
+    consumer, tp = _offsets_consumer(tmp_path, committed=24, acked=[])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: True)
+
+    async def highwaters(*tps: TP) -> dict[TP, int]:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(consumer, "highwaters", highwaters)
+    await consumer._read_stalled_again()
+    await consumer._read_stalled_again()  # due now: asks, fails, returns
+    assert seeks == [] and tp in consumer._idle_since
+
+
 async def test_no_partition_is_read_again_while_the_tables_recover(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
