@@ -132,6 +132,18 @@ def _release_counts(inventory: EventInventory | None, hold: Hold) -> EventInvent
     return check_inventory(replace(inventory, held=inventory.held - hold.quantity))
 
 
+def _confirmed(hold: Hold, status: RequestStatus | None, now_ms: int) -> RequestStatus:
+    """The request's status once ``hold``'s seats are sold: confirmed, with its ticket ids."""
+    base = status if status is not None else status_from_hold(hold)
+    return base.evolve(
+        status=Status.CONFIRMED,
+        reason=None,
+        reservation_id=hold.reservation_id,
+        ticket_ids=ticket_ids_for(hold.reservation_id, hold.quantity),
+        updated_at_ms=now_ms,
+    )
+
+
 def confirm_hold(
     inventory: EventInventory | None,
     hold: Hold | None,
@@ -171,15 +183,7 @@ def confirm_hold(
     usable = hold is not None and hold.reservation_id == payment.reservation_id
     if hold is not None and hold.sold:
         if usable and (status is None or not status.is_terminal):
-            base = status if status is not None else status_from_hold(hold)
-            finished = base.evolve(
-                status=Status.CONFIRMED,
-                reason=None,
-                reservation_id=hold.reservation_id,
-                ticket_ids=ticket_ids_for(hold.reservation_id, hold.quantity),
-                updated_at_ms=now_ms,
-            )
-            return SagaResult(SagaKind.CONFIRMED, None, finished)
+            return SagaResult(SagaKind.CONFIRMED, None, _confirmed(hold, status, now_ms))
         hold, usable = None, False  # a sold claim is never a live hold
     if (
         hold is not None
@@ -197,14 +201,7 @@ def confirm_hold(
                 inventory, held=inventory.held - hold.quantity, sold=inventory.sold + hold.quantity
             )
         )
-        base = status if status is not None else status_from_hold(hold)
-        new_status = base.evolve(
-            status=Status.CONFIRMED,
-            reason=None,
-            reservation_id=hold.reservation_id,
-            ticket_ids=ticket_ids_for(hold.reservation_id, hold.quantity),
-            updated_at_ms=now_ms,
-        )
+        new_status = _confirmed(hold, status, now_ms)
         return SagaResult(SagaKind.CONFIRMED, confirmed, new_status, removed_hold=hold)
     if hold is not None and usable and (status is None or not status.is_terminal):
         released = _release_counts(inventory, hold)
