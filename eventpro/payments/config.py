@@ -54,6 +54,9 @@ class PaymentSettings(BaseSettings):
     payments_max_in_flight: int = Field(
         64, ge=1, description="Gateway calls one payments agent runs at once."
     )
+    notifications_max_in_flight: int = Field(
+        256, ge=1, description="Notifications one notifications agent sends at once."
+    )
     retry_delays_ms: tuple[int, ...] = Field(
         RETRY_DELAYS_MS, description="Backoff before each retry topic's attempt (JSON list)."
     )
