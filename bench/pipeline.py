@@ -211,6 +211,43 @@ async def _wait_for_records(bootstrap: str, topic: str, target: int, seconds: fl
         await consumer.stop()
 
 
+SETTLE_TIMEOUT_S = 300.0
+"""How long a latency phase waits for the worker to finish the work earlier phases left."""
+
+_SETTLE_IGNORED = ("-changelog", "__assignor", "inventory-ticks")
+"""Topics whose lag does not mean unfinished work (ticks arrive every second, all the time)."""
+
+
+async def _wait_until_settled(bootstrap: str, group: str, seconds: float) -> float:
+    """Seconds until ``group`` has no lag on its input topics (``nan``: still lagging).
+
+    Each latency phase then measures the decisions of its own load, not the backlog of saga,
+    notifications and analytics work an earlier phase left behind.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-settle")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="bench-settle")
+    await admin.start()
+    await consumer.start()
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < seconds:
+            try:
+                committed = await admin.list_consumer_group_offsets(group)
+                inputs = [tp for tp in committed if not tp.topic.endswith(_SETTLE_IGNORED)]
+                ends = await consumer.end_offsets(inputs)
+            except KafkaError as exc:  # a busy broker: ask again until the deadline
+                logger.warning("group offsets of %s not available yet: %r", group, exc)
+                await asyncio.sleep(0.5)
+                continue
+            if inputs and all(committed[tp].offset >= ends[tp] for tp in inputs):
+                return time.monotonic() - start
+            await asyncio.sleep(0.5)
+        return math.nan
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 def _invariants(tracker: OutcomeTracker) -> dict[str, Any]:
     summary = tracker.summary()
     return {
@@ -617,12 +654,13 @@ async def run_benchmark(
 
         print(f"phase 1: pre-producing {len(plan.sends):,} submissions", flush=True)
         results["preproduce_s"] = round(await _preproduce(bootstrap, EVENTPRO_PREFIX, plan), 2)
+        group = f"bench-eventpro-{run_id}"
         worker = WorkerProcess(
             broker=bootstrap,
             web_port=free_port(),
             data_dir=base / "eventpro-worker",
             log_path=base / "eventpro-worker.log",
-            env=_eventpro_env(f"bench-eventpro-{run_id}", batch_size=batch_size),
+            env=_eventpro_env(group, batch_size=batch_size),
         )
         try:
             stage, saga = await _stage(
@@ -640,8 +678,9 @@ async def run_benchmark(
             print(f"phase 1: {stage.requests_per_s:,.0f} requests/s", flush=True)
             latency = []
             for rate in () if "latency" in skip else scale.latency_rates:
+                settled = await _wait_until_settled(bootstrap, group, SETTLE_TIMEOUT_S)
                 print(f"phase 3: latency at {rate:,} requests/s offered", flush=True)
-                latency.append(await _latency(bootstrap, scale, rate))
+                latency.append({**await _latency(bootstrap, scale, rate), "settle_s": settled})
             results["latency"] = latency
             results["eventpro_worker_peak_rss_mb"] = (
                 round(peak_rss_mb(worker.pid), 1) if worker.pid else None
@@ -756,17 +795,20 @@ def render_markdown(data: dict[str, Any]) -> str:
         "## 3. Decision latency at fixed offered rates",
         "",
         "Send (producer append) to outcome `occurred_at`; the load generator produces and "
-        "reads outcomes in the benchmark process while the worker runs.",
+        "reads outcomes in the benchmark process while the worker runs. Each rate starts once "
+        "the worker's group has no lag left from the phases before it (*settled after*: the "
+        f"seconds that took; `n/a`: still lagging after {SETTLE_TIMEOUT_S:.0f} s).",
         "",
-        "| offered/s | achieved send/s | requests | p50 ms | p95 ms | p99 ms | max ms "
-        "| invariants |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| offered/s | settled after s | achieved send/s | requests | p50 ms | p95 ms | p99 ms "
+        "| max ms | invariants |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     if not r["latency"]:
-        lines.append("| not measured in this run (--skip latency) | | | | | | | |")
+        lines.append("| not measured in this run (--skip latency) | | | | | | | | |")
     for entry in r["latency"]:
         lines.append(
-            f"| {entry['offered_per_s']:,} | {_fmt(entry['achieved_send_per_s'])} | "
+            f"| {entry['offered_per_s']:,} | {_fmt(entry.get('settle_s'), '.1f')} | "
+            f"{_fmt(entry['achieved_send_per_s'])} | "
             f"{entry['requests']:,} | {_fmt(entry['p50_ms'], '.1f')} | "
             f"{_fmt(entry['p95_ms'], '.1f')} | {_fmt(entry['p99_ms'], '.1f')} | "
             f"{_fmt(entry['max_ms'], '.1f')} | "
