@@ -14,7 +14,8 @@ WARNING) on a temporary directory and measures, on the same machine:
 2. full saga: the same run until every reservation has its ``OrderConfirmed`` (simulated
    gateway at a fixed 5 ms), or "not available" when ``orders`` gets none;
 3. decision latency p50/p95/p99 at fixed offered rates (full/small: 1k, 5k, 10k requests/s),
-   produced by the load generator while the worker runs;
+   produced by the load generator while the worker runs; each rate starts once the worker's
+   consumer group has no lag left from the phases before it (the wait is reported);
 4. the naive per-record Faust implementation of stage 1 (:mod:`bench.baseline_naive`) on the
    same requests, and the ratio EventPro/baseline.
 
