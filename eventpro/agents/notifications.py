@@ -23,10 +23,9 @@ from faust.types import EventT
 
 from eventpro.agents.channels import declare_topics, notifications_input, orders_topic
 from eventpro.agents.inflight import InFlight
-from eventpro.agents.output import send, send_raw
+from eventpro.agents.output import handle_then_ack, send, send_raw
 from eventpro.agents.payments import raw_record
 from eventpro.app import app
-from eventpro.commit_gate import commit_gate
 from eventpro.domain import request_key
 from eventpro.notify import NotificationProcessor, NotificationSink, SimulatedSink
 from eventpro.payments import get_payment_settings
@@ -135,20 +134,9 @@ async def handle_record(record: RawRecord, decoded: Envelope | SchemaError) -> s
 
 
 async def _process(event: EventT, record: RawRecord, decoded: Envelope | SchemaError) -> None:
-    async with commit_gate.processing():
-        try:
-            await handle_record(record, decoded)
-        except Exception as exc:  # a bug must not stop the partition: park the record
-            logger.exception("unexpected error on %s; sending it to the DLQ", record)
-            letter = dead_letter_record(
-                record, reason="unexpected_error", error=repr(exc), agent=AGENT_NAME, attempts=1
-            )
-            try:
-                await send_raw([letter])
-            except Exception:
-                logger.exception("could not dead-letter %s; it will be redelivered", record)
-                return
-        event.ack()
+    await handle_then_ack(
+        event, record, lambda: handle_record(record, decoded), agent=AGENT_NAME, attempts=1
+    )
 
 
 async def submit(event: EventT) -> None:

@@ -3,20 +3,24 @@
 :func:`send` produces an
 :class:`~eventpro.agents.processing.Outgoing` envelope and :func:`send_raw` a
 :class:`~eventpro.retry.RawOutgoing`; both wait until the broker acknowledged the record, so
-an agent acks its input only after its output is safe.
+an agent acks its input only after its output is safe. :func:`handle_then_ack` is that rule for
+one record of an agent that acks by hand (``stream.noack()``, records in flight at once).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+
+from faust.types import EventT
 
 from eventpro.agents.channels import topic_for
 from eventpro.agents.processing import Outgoing
-from eventpro.retry import RawOutgoing
+from eventpro.commit_gate import commit_gate
+from eventpro.retry import RawOutgoing, RawRecord, dead_letter_record
 from eventpro.schemas import encode
 
-__all__ = ("send", "send_raw")
+__all__ = ("handle_then_ack", "send", "send_raw")
 
 logger = logging.getLogger(__name__)
 
@@ -39,3 +43,32 @@ async def send_raw(records: Iterable[RawOutgoing]) -> None:
             key=record.key, value=record.value, headers=list(record.headers) or None
         )
         await fut
+
+
+async def handle_then_ack(
+    event: EventT,
+    record: RawRecord,
+    handle: Callable[[], Awaitable[object]],
+    *,
+    agent: str,
+    attempts: int,
+) -> None:
+    """Run ``handle`` for ``record`` inside the commit gate, then ack ``event``.
+
+    A bug must not lose the record: it is parked in the DLQ (``attempts`` recorded) and acked.
+    If even the dead letter cannot be sent, the record stays unacked and is redelivered.
+    """
+    async with commit_gate.processing():
+        try:
+            await handle()
+        except Exception as exc:
+            logger.exception("unexpected error on %s; sending it to the DLQ", record)
+            letter = dead_letter_record(
+                record, reason="unexpected_error", error=repr(exc), agent=agent, attempts=attempts
+            )
+            try:
+                await send_raw([letter])
+            except Exception:
+                logger.exception("could not dead-letter %s; it will be redelivered", record)
+                return
+        event.ack()

@@ -32,7 +32,7 @@ from faust.types import EventT
 
 from eventpro.agents.channels import declare_topics, reservations_topic, retry_topics
 from eventpro.agents.inflight import InFlight
-from eventpro.agents.output import send, send_raw
+from eventpro.agents.output import handle_then_ack, send, send_raw
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.exceptions import EventProError
@@ -150,24 +150,9 @@ async def handle_record(record: RawRecord) -> str:
 
 
 async def _process(event: EventT, record: RawRecord) -> None:
-    async with commit_gate.processing():
-        try:
-            await handle_record(record)
-        except Exception as exc:  # a bug must not lose the record: park it
-            logger.exception("unexpected error on %s; sending it to the DLQ", record)
-            letter = dead_letter_record(
-                record,
-                reason="unexpected_error",
-                error=repr(exc),
-                agent=AGENT_NAME,
-                attempts=record.attempts + 1,
-            )
-            try:
-                await send_raw([letter])
-            except Exception:
-                logger.exception("could not dead-letter %s; it will be redelivered", record)
-                return
-        event.ack()
+    await handle_then_ack(
+        event, record, lambda: handle_record(record), agent=AGENT_NAME, attempts=record.attempts + 1
+    )
 
 
 def _order_key(record: RawRecord) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from eventpro.agents import notifications
+from eventpro.agents import notifications, output
 from eventpro.domain import Reason
 from eventpro.retry import RawOutgoing, RawRecord
 from eventpro.schemas import Envelope, RequestRejected, SchemaError, SeatsReleased, encode
@@ -100,7 +100,7 @@ async def test_a_failed_record_is_acked_once_dead_lettered_and_never_if_that_fai
         letters.extend(records)
 
     monkeypatch.setattr(notifications.processor, "handle", broken)
-    monkeypatch.setattr(notifications, "send_raw", send_raw)
+    monkeypatch.setattr(output, "send_raw", send_raw)
     record = _record(_rejected("r1"))
 
     parked = FakeEvent()
