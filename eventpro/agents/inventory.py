@@ -37,13 +37,11 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.streams import _current_event
 from faust.types import EventT
 
 from eventpro.agents.channels import declare_topics, inventory_input, ticks_topic, topic_for
@@ -61,7 +59,7 @@ from eventpro.exceptions import EventProError
 from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, decode, encode
 from eventpro.settings import get_settings
 from eventpro.tables import HoldExpiryIndex, state
-from eventpro.tables.batching import BatchWrites, WriteBackState
+from eventpro.tables.batching import BatchWrites, WriteBackState, make_current
 from eventpro.tables.reconcile import PendingPartitions, reconcile_partition
 from eventpro.tables.state import TicketingState
 from eventpro.topics import DLQ
@@ -146,12 +144,7 @@ def _processor_over(tables: TicketingState) -> SagaInventoryProcessor:
 processor = _processor_over(state)
 
 
-def _activate(event: EventT | None) -> None:
-    """Make ``event`` Faust's current event in this task (store partition, changelog partition)."""
-    _current_event.set(None if event is None else weakref.ref(event))
-
-
-batch_state = WriteBackState(state, _activate)
+batch_state = WriteBackState(state, make_current)
 """The write-back overlay of the tables the batch path reads and writes."""
 batch_processor = _processor_over(batch_state.state)
 

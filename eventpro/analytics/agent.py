@@ -4,38 +4,53 @@ Reads ``reservations`` (SeatsReserved, RequestRejected, SeatsReleased) and ``ord
 (OrderConfirmed), both keyed by event_id, so the tables it writes are co-partitioned with
 them. Records it cannot read are skipped with a warning: analytics never blocks a partition,
 and the producing agent's consumers own the dead-letter path.
+
+It counts batches (``take_events``: up to ``EVENTPRO_ANALYTICS_BATCH_SIZE`` records, waiting
+at most ``EVENTPRO_ANALYTICS_BATCH_WITHIN_MS``) and writes each totals and window key once
+per batch (:mod:`eventpro.analytics.batching`); Faust acknowledges a batch's records only
+after the agent counted and wrote it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 
 import faust
 from faust.types import EventT
 
 from eventpro.agents.channels import combined_input, orders_topic, reservations_topic
+from eventpro.analytics.batching import BatchedAnalytics
+from eventpro.analytics.config import get_analytics_settings
 from eventpro.analytics.facts import fact_from
-from eventpro.analytics.tables import event_time, processor
+from eventpro.analytics.tables import batched
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.schemas import SchemaError, decode
-from eventpro.settings import get_settings
 
-__all__ = ("AGENT_NAME", "analytics_agent", "analytics_input", "handle_event", "orders_topic")
+__all__ = (
+    "AGENT_NAME",
+    "analytics_agent",
+    "analytics_input",
+    "count_batch",
+    "count_event",
+    "orders_topic",
+)
 
 logger = logging.getLogger(__name__)
 
 AGENT_NAME = "eventpro.agents.analytics"
 
-_settings = get_settings()
+_analytics = get_analytics_settings()
 
 analytics_input = combined_input(reservations_topic, orders_topic)
 """The analytics agent's input: reservations and orders, co-partitioned by event_id."""
 
 
-def handle_event(event: EventT) -> str:
-    """Count one record; returns ``counted``, ``duplicate``, ``ignored`` or ``unreadable``."""
+def count_event(event: EventT, counter: BatchedAnalytics) -> str:
+    """Count one record into ``counter``'s batch; returns ``counted``, ``duplicate``,
+    ``ignored`` or ``unreadable``."""
     value = event.message.value
     try:
         envelope = decode(value if isinstance(value, bytes) else b"")
@@ -52,19 +67,37 @@ def handle_event(event: EventT) -> str:
     fact = fact_from(envelope)
     if fact is None:
         return "ignored"
-    with event_time.at(fact.occurred_at):
-        counted = processor.handle(fact)
+    counted = counter.count(fact, event)
     return "duplicate" if counted.duplicate else "counted"
+
+
+def count_batch(events: Sequence[EventT], counter: BatchedAnalytics = batched) -> Counter[str]:
+    """Count ``events`` and write the batch; returns how many records got each label.
+
+    A record that fails is skipped with its error logged (``error``); if writing the batch
+    fails, its counts are dropped (every record ``error``): analytics must not stop the
+    partition.
+    """
+    labels: Counter[str] = Counter()
+    for event in events:
+        try:
+            labels[count_event(event, counter)] += 1
+        except Exception:
+            logger.exception("analytics failed on %s; record skipped", event.message.tp)
+            labels["error"] += 1
+    try:
+        counter.flush()
+    except Exception:
+        logger.exception("analytics could not write a batch of %d records; skipped", len(events))
+        return Counter(error=len(events))
+    return labels
 
 
 @app.agent(analytics_input, name=AGENT_NAME, concurrency=1)
 async def analytics_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
-    """Count every outcome once; yields a label per record."""
-    async for event in stream.events():
+    """Count every outcome once; yields one label per batch."""
+    within = _analytics.batch_within_ms / 1000.0
+    async for events in stream.take_events(_analytics.batch_size, within=within):
         async with commit_gate.processing():
-            try:
-                label = handle_event(event)
-            except Exception:  # analytics must not stop the partition
-                logger.exception("analytics failed on %s; record skipped", event.message.tp)
-                label = "error"
-            yield label
+            labels = count_batch(events)
+            yield ",".join(f"{label}:{n}" for label, n in sorted(labels.items()))

@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 class AnalyticsSettings(BaseSettings):
-    """``EVENTPRO_ANALYTICS_WINDOWS=10,60`` and ``EVENTPRO_ANALYTICS_HISTORY=60``."""
+    """``EVENTPRO_ANALYTICS_WINDOWS=10,60``, ``EVENTPRO_ANALYTICS_HISTORY=60``,
+    ``EVENTPRO_ANALYTICS_BATCH_SIZE=2000``, ``EVENTPRO_ANALYTICS_BATCH_WITHIN_MS=1000``."""
 
     model_config = SettingsConfigDict(env_prefix="EVENTPRO_ANALYTICS_", frozen=True, extra="ignore")
 
@@ -28,6 +29,17 @@ class AnalyticsSettings(BaseSettings):
     )
     history: int = Field(
         60, ge=1, le=10_000, description="Windows kept per size; older ones expire."
+    )
+    batch_size: int = Field(
+        2000,
+        ge=1,
+        le=100_000,
+        description="Outcomes counted per batch, each totals and window key written once.",
+    )
+    batch_within_ms: float = Field(
+        1000.0,
+        ge=0.1,
+        description="How long a batch waits to fill: how far the views may lag the outcomes.",
     )
 
     @field_validator("windows", mode="before")

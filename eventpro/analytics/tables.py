@@ -26,17 +26,20 @@ import orjson
 from faust.types import EventT
 from faust.types.tables import WindowWrapperT
 
+from eventpro.analytics.batching import BatchedAnalytics
 from eventpro.analytics.config import get_analytics_settings
 from eventpro.analytics.facts import SaleFact, WindowCounts
 from eventpro.analytics.processor import AnalyticsProcessor
 from eventpro.analytics.windows import Window
 from eventpro.app import app
 from eventpro.settings import get_settings
+from eventpro.tables.batching import BatchCursor, make_current
 
 __all__ = (
     "EventTime",
     "FaustSeenStore",
     "FaustWindowStore",
+    "batched",
     "event_time",
     "processor",
     "seen_table",
@@ -175,4 +178,14 @@ processor = AnalyticsProcessor(
     FaustSeenStore(seen_table),
     _analytics.expires,
 )
-"""The analytics processor over this worker's tables."""
+"""The analytics processor over this worker's tables (what the views read)."""
+
+batched = BatchedAnalytics(
+    totals_table,
+    window_stores,
+    FaustSeenStore(seen_table),
+    _analytics.expires,
+    cursor=BatchCursor(make_current),
+    at=event_time.at,
+)
+"""What the agent counts with: batches over write-back overlays of the same tables."""

@@ -17,13 +17,24 @@ of the record's own source partition (the key's partition: the tables are co-par
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from faust.streams import _current_event
+from faust.types import EventT
+
 from eventpro.tables.state import TicketingState
 
-__all__ = ("BatchCursor", "BatchWrites", "PendingWrite", "WriteBackState", "WriteBackTable")
+__all__ = (
+    "BatchCursor",
+    "BatchWrites",
+    "PendingWrite",
+    "WriteBackState",
+    "WriteBackTable",
+    "make_current",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +80,14 @@ class BatchCursor(Generic[S]):
         """The batch is done: no record is current."""
         self.current = None
         self._activate(None)
+
+
+def make_current(event: EventT | None) -> None:
+    """Make ``event`` Faust's current event in this task (store partition, changelog partition).
+
+    The ``activate`` of a :class:`BatchCursor` over Faust tables.
+    """
+    _current_event.set(None if event is None else weakref.ref(event))
 
 
 PendingWrite = tuple["WriteBackTable[Any]", str, Any, Any, int]
