@@ -14,7 +14,6 @@ deduplicate by envelope ``event_id``, so each request still has exactly one outc
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from eventpro.domain import (
     release_hold,
     reservation_id_for,
     status_from_hold,
+    uuid5_str,
 )
 from eventpro.exceptions import EventProError
 from eventpro.schemas import (
@@ -142,7 +142,7 @@ def _request_outcome(status: RequestStatus) -> str:
 
 def outcome_event_id(event_type: str, *parts: str) -> str:
     """Deterministic envelope id of an outcome, the same on every replay."""
-    return str(uuid.uuid5(EVENTPRO_NAMESPACE, "/outcomes/" + "/".join((event_type, *parts))))
+    return uuid5_str(EVENTPRO_NAMESPACE, "/outcomes/" + "/".join((event_type, *parts)))
 
 
 class InventoryProcessor:

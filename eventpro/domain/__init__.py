@@ -34,6 +34,7 @@ from eventpro.domain.ids import (
     reservation_id_for,
     ticket_ids_for,
     user_key,
+    uuid5_str,
 )
 from eventpro.domain.model import (
     REJECTION_REASONS,
@@ -98,5 +99,6 @@ __all__ = (
     "status_from_hold",
     "ticket_ids_for",
     "user_key",
+    "uuid5_str",
     "validate_event_spec",
 )

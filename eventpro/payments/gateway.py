@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
+from eventpro.domain.ids import uuid5_str
 from eventpro.exceptions import EventProError
 from eventpro.payments.config import LatencyDistribution, PaymentSettings
 
@@ -305,7 +306,7 @@ class SimulatedGateway:
                     detail="the simulated issuer declined the card",
                 )
             else:
-                payment_id = str(uuid.uuid5(_PAYMENT_NAMESPACE, f"charge/{idempotency_key}"))
+                payment_id = uuid5_str(_PAYMENT_NAMESPACE, f"charge/{idempotency_key}")
                 result = ChargeResult(
                     idempotency_key, ChargeStatus.CAPTURED, amount_cents, payment_id=payment_id
                 )
@@ -339,7 +340,7 @@ class SimulatedGateway:
             result = RefundResult(
                 idempotency_key,
                 payment_id,
-                str(uuid.uuid5(_PAYMENT_NAMESPACE, f"refund/{idempotency_key}")),
+                uuid5_str(_PAYMENT_NAMESPACE, f"refund/{idempotency_key}"),
                 amount_cents,
             )
             self._ledger.refunds[idempotency_key] = result
