@@ -23,14 +23,14 @@ from faust.types import EventT
 
 from eventpro.agents.channels import declare_topics, notifications_input, orders_topic
 from eventpro.agents.inflight import InFlight
-from eventpro.agents.output import handle_then_ack, send, send_raw
+from eventpro.agents.output import decode_record, handle_then_ack, send, send_raw
 from eventpro.agents.payments import raw_record
 from eventpro.app import app
 from eventpro.domain import request_key
 from eventpro.notify import NotificationProcessor, NotificationSink, SimulatedSink
 from eventpro.payments import get_payment_settings
 from eventpro.retry import RawRecord, dead_letter_record
-from eventpro.schemas import Envelope, SchemaError, decode
+from eventpro.schemas import Envelope, SchemaError
 from eventpro.settings import get_settings
 
 __all__ = (
@@ -93,13 +93,6 @@ def set_sink(sink: NotificationSink) -> None:
     processor.sink = sink
 
 
-def _decode(record: RawRecord) -> Envelope | SchemaError:
-    try:
-        return decode(record.value)
-    except SchemaError as exc:
-        return exc
-
-
 def _order_key(record: RawRecord, decoded: Envelope | SchemaError) -> str:
     """Serialise per request, so two outcomes of one request never both pass the dedup check."""
     data = None if isinstance(decoded, SchemaError) else decoded.data
@@ -142,7 +135,7 @@ async def _process(event: EventT, record: RawRecord, decoded: Envelope | SchemaE
 async def submit(event: EventT) -> None:
     """Hand one record to the in-flight pool (returns once a slot is free)."""
     record = raw_record(event)
-    decoded = _decode(record)
+    decoded = decode_record(record)
     await inflight.submit(_order_key(record, decoded), lambda: _process(event, record, decoded))
 
 

@@ -4,7 +4,8 @@
 :class:`~eventpro.agents.processing.Outgoing` envelope and :func:`send_raw` a
 :class:`~eventpro.retry.RawOutgoing`; both wait until the broker acknowledged the record, so
 an agent acks its input only after its output is safe. :func:`handle_then_ack` is that rule for
-one record of an agent that acks by hand (``stream.noack()``, records in flight at once).
+one record of an agent that acks by hand (``stream.noack()``, records in flight at once), and
+:func:`decode_record` decodes such a record once for its order key and its handler.
 """
 
 from __future__ import annotations
@@ -18,11 +19,19 @@ from eventpro.agents.channels import topic_for
 from eventpro.agents.processing import Outgoing
 from eventpro.commit_gate import commit_gate
 from eventpro.retry import RawOutgoing, RawRecord, dead_letter_record
-from eventpro.schemas import encode
+from eventpro.schemas import Envelope, SchemaError, decode, encode
 
-__all__ = ("handle_then_ack", "send", "send_raw")
+__all__ = ("decode_record", "handle_then_ack", "send", "send_raw")
 
 logger = logging.getLogger(__name__)
+
+
+def decode_record(record: RawRecord) -> Envelope | SchemaError:
+    """The record's envelope, or why it cannot be read (the handler dead-letters it)."""
+    try:
+        return decode(record.value)
+    except SchemaError as exc:
+        return exc
 
 
 async def send(records: Iterable[Outgoing]) -> None:

@@ -32,7 +32,7 @@ from faust.types import EventT
 
 from eventpro.agents.channels import declare_topics, reservations_topic, retry_topics
 from eventpro.agents.inflight import InFlight
-from eventpro.agents.output import handle_then_ack, send, send_raw
+from eventpro.agents.output import decode_record, handle_then_ack, send, send_raw
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.exceptions import EventProError
@@ -45,7 +45,7 @@ from eventpro.payments import (
 )
 from eventpro.payments.processor import PaymentsProcessor
 from eventpro.retry import H_AGENT, RawRecord, dead_letter_record, headers_dict, route_failure
-from eventpro.schemas import SchemaError, decode
+from eventpro.schemas import Envelope, SchemaError
 
 __all__ = (
     "AGENT_NAME",
@@ -96,14 +96,15 @@ def raw_record(event: EventT) -> RawRecord:
     )
 
 
-async def handle_record(record: RawRecord) -> str:
+async def handle_record(record: RawRecord, decoded: Envelope | SchemaError | None = None) -> str:
     """Charge or refund one record, or route it to a retry topic or the DLQ.
 
+    ``decoded``: the record's :func:`decode_record`, if the caller has it already.
     Returns a short label of what happened (``PaymentCaptured``, ``retry-1``, ``dlq``, ...).
     """
-    try:
-        envelope = decode(record.value)
-    except SchemaError as exc:
+    envelope = decode_record(record) if decoded is None else decoded
+    if isinstance(envelope, SchemaError):
+        exc = envelope
         letter = dead_letter_record(
             record, reason=exc.reason.value, error=str(exc), agent=AGENT_NAME, attempts=1
         )
@@ -149,25 +150,27 @@ async def handle_record(record: RawRecord) -> str:
     return outgoing[0].envelope.event_type if outgoing else "ignored"
 
 
-async def _process(event: EventT, record: RawRecord) -> None:
+async def _process(event: EventT, record: RawRecord, decoded: Envelope | SchemaError) -> None:
     await handle_then_ack(
-        event, record, lambda: handle_record(record), agent=AGENT_NAME, attempts=record.attempts + 1
+        event,
+        record,
+        lambda: handle_record(record, decoded),
+        agent=AGENT_NAME,
+        attempts=record.attempts + 1,
     )
 
 
-def _order_key(record: RawRecord) -> str:
+def _order_key(record: RawRecord, decoded: Envelope | SchemaError) -> str:
     """Serialise per reservation: its id is the only thing two records must agree on."""
-    try:
-        data = decode(record.value).data
-    except SchemaError:
-        return f"{record.topic}/{record.partition}"
+    data = None if isinstance(decoded, SchemaError) else decoded.data
     return str(getattr(data, "reservation_id", None) or f"{record.topic}/{record.partition}")
 
 
 async def submit(event: EventT) -> None:
     """Hand one record to the in-flight pool (returns once a slot is free)."""
     record = raw_record(event)
-    await inflight.submit(_order_key(record), lambda: _process(event, record))
+    decoded = decode_record(record)
+    await inflight.submit(_order_key(record, decoded), lambda: _process(event, record, decoded))
 
 
 @app.agent(reservations_topic, name=AGENT_NAME, concurrency=1)

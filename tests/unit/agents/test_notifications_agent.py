@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from eventpro.agents import notifications, output
+from eventpro.agents.output import decode_record
 from eventpro.domain import Reason
 from eventpro.retry import RawOutgoing, RawRecord
 from eventpro.schemas import Envelope, RequestRejected, SchemaError, SeatsReleased, encode
@@ -49,7 +50,7 @@ def _released(request_id: str) -> Envelope:
 def test_outcomes_of_one_request_share_an_order_key_and_other_requests_do_not() -> None:
     def key(envelope: Envelope) -> str:
         record = _record(envelope)
-        return notifications._order_key(record, notifications._decode(record))
+        return notifications._order_key(record, decode_record(record))
 
     assert key(_rejected("r1")) == key(_released("r1"))
     assert key(_rejected("r1")) != key(_rejected("r2"))
@@ -57,7 +58,7 @@ def test_outcomes_of_one_request_share_an_order_key_and_other_requests_do_not() 
 
 def test_an_unreadable_record_is_ordered_by_its_partition() -> None:
     record = _record(None)
-    decoded = notifications._decode(record)
+    decoded = decode_record(record)
 
     assert isinstance(decoded, SchemaError)
     assert notifications._order_key(record, decoded) == "reservations/2"
@@ -79,7 +80,7 @@ async def test_a_record_is_acked_only_after_its_notification_was_sent(
     monkeypatch.setattr(notifications.processor, "handle", handle)
     record = _record(_rejected("r1"))
 
-    await notifications._process(event, record, notifications._decode(record))  # type: ignore[arg-type]
+    await notifications._process(event, record, decode_record(record))  # type: ignore[arg-type]
 
     assert acks_when_sent == [0]
     assert event.acks == 1
@@ -104,10 +105,10 @@ async def test_a_failed_record_is_acked_once_dead_lettered_and_never_if_that_fai
     record = _record(_rejected("r1"))
 
     parked = FakeEvent()
-    await notifications._process(parked, record, notifications._decode(record))  # type: ignore[arg-type]
+    await notifications._process(parked, record, decode_record(record))  # type: ignore[arg-type]
     dlq_up = False
     redelivered = FakeEvent()
-    await notifications._process(redelivered, record, notifications._decode(record))  # type: ignore[arg-type]
+    await notifications._process(redelivered, record, decode_record(record))  # type: ignore[arg-type]
 
     assert [letter.topic for letter in letters] == ["dlq"]
     assert parked.acks == 1

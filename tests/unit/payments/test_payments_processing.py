@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from eventpro.agents import payments as payments_module
+from eventpro.agents.output import decode_record
 from eventpro.agents.processing import Outgoing
 from eventpro.domain import Reason
 from eventpro.payments import GatewayOptions, SimulatedGateway
@@ -151,3 +152,17 @@ async def test_agent_dead_letters_poison_records_at_once(sent: list[Any]) -> Non
 async def test_agent_emits_capture(sent: list[Any]) -> None:
     assert await payments_module.handle_record(_raw(encode(_reserved()))) == "PaymentCaptured"
     assert isinstance(sent[0], Outgoing)
+
+
+async def test_agent_orders_by_reservation_and_handles_the_record_it_decoded_once(
+    sent: list[Any],
+) -> None:
+    record = _raw(encode(_reserved(reservation_id="res-7")))
+    decoded = decode_record(record)
+    assert payments_module._order_key(record, decoded) == "res-7"
+    poison = _raw(b"{not json")
+    assert payments_module._order_key(poison, decode_record(poison)) == (
+        f"{poison.topic}/{poison.partition}"
+    )
+    assert await payments_module.handle_record(record, decoded) == "PaymentCaptured"
+    assert await payments_module.handle_record(poison, decode_record(poison)) == "dlq"
