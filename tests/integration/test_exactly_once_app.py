@@ -69,6 +69,20 @@ def _decided(envelopes: list[dict[str, object]]) -> Counter[str]:
     )
 
 
+async def _wait_records(bootstrap: str, topic: str, at_least: int) -> None:
+    """Wait until ``topic`` holds ``at_least`` records (transaction markers included)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        deadline = time.monotonic() + 150
+        while sum((await consumer.end_offsets(tps)).values()) < at_least:
+            assert time.monotonic() < deadline, f"{topic} never held {at_least} records"
+            await asyncio.sleep(0.02)
+    finally:
+        await consumer.stop()
+
+
 async def _wait_decided(bootstrap: str, topic: str, isolation: str, at_least: int) -> int:
     deadline = time.monotonic() + 150
     while True:
@@ -92,13 +106,25 @@ async def test_read_committed_sees_each_outcome_once_after_a_sigkill(
                 await client.create_event(f"eos {n}", CAPACITY, 1_000, event_id=f"eos-e{n}")
                 for n in range(EVENTS)
             ]
-            for n in range(REQUESTS):
-                await client.request_tickets(
-                    events[n % EVENTS], f"user-{n}", 1 + n % 2, request_id=f"eos-r{n:04d}"
-                )
-        decided_before_kill = await _wait_decided(bootstrap, reservations, "read_uncommitted", 150)
-        worker.kill()
-        assert decided_before_kill < REQUESTS, "the kill came after the whole load was decided"
+
+            async def request_all() -> None:
+                for n in range(REQUESTS):
+                    await client.request_tickets(
+                        events[n % EVENTS], f"user-{n}", 1 + n % 2, request_id=f"eos-r{n:04d}"
+                    )
+
+            # The kill must come mid-load: watch the output while the requests still go in (a
+            # worker as fast as the producer decided all of them before a check after it).
+            requesting = asyncio.ensure_future(request_all())
+            try:
+                await _wait_records(bootstrap, reservations, 150)
+                worker.kill()
+            finally:
+                await requesting
+        decided_before_kill = len(
+            _decided(await _read_all(bootstrap, reservations, "read_uncommitted"))
+        )
+        assert 0 < decided_before_kill < REQUESTS, "the kill did not come mid-load"
         worker.start(timeout=90)
         await _wait_decided(bootstrap, reservations, "read_committed", REQUESTS)
 
