@@ -77,6 +77,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiokafka
 from aiokafka.errors import ProducerFenced
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
@@ -593,6 +594,11 @@ class EventProProducer(aiokafka_driver.Producer):
             buffer.threaded_producer = self.threaded_producer
         buffer.app = self.app
         self.buffer = buffer
+
+    @property
+    def kafka_producer(self) -> aiokafka.AIOKafkaProducer | None:
+        """The running Kafka client (not a transactional one), ``None`` until started."""
+        return self._producer
 
 
 class EventProTransport(aiokafka_driver.Transport):

@@ -23,8 +23,10 @@ partition's changelog). At least once, a batch's writes go out in three ordered 
 previous one: the agent writes the claims and hands the batch to :data:`finisher`, which
 does the rest in order while the agent decides the next batches over the overlay
 (:mod:`eventpro.agents.pipeline`). A batch's records are acknowledged only when it is
-finished, so a crash mid-batch leaves the whole batch to be redelivered. A batch size of 1
-runs the per-record path.
+finished, so a crash mid-batch leaves the whole batch to be redelivered. Each step's
+changelog records and outcomes leave as one Kafka batch per partition (:class:`Outbox`,
+:mod:`eventpro.produce`) rather than one by one through Faust. A batch size of 1 runs the
+per-record path.
 
 Hold expiry: a timer may not write partitioned tables (it runs outside any partition's
 stream), so the leader's timer only sends a tick to every partition of ``inventory-ticks``;
@@ -37,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,14 +58,17 @@ from eventpro.agents.saga import SagaInventoryProcessor
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.exceptions import EventProError
+from eventpro.monitoring.sensor import count_sent
+from eventpro.produce import BatchProducer, RecordBatches
 from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, decode, encode
 from eventpro.settings import get_settings
 from eventpro.tables import HoldExpiryIndex, state
 from eventpro.tables.batching import BatchWrites, WriteBackState, make_current
+from eventpro.tables.changelog import gathering
 from eventpro.tables.reconcile import PendingPartitions, reconcile_partition
 from eventpro.tables.state import TicketingState
 from eventpro.topics import DLQ
-from eventpro.transport import EventProProducerBuffer
+from eventpro.transport import EventProProducer, EventProProducerBuffer
 
 __all__ = (
     "AGENT_NAME",
@@ -73,6 +78,7 @@ __all__ = (
     "PIPELINE_DEPTH",
     "PRODUCER_BUFFER_MESSAGES",
     "DecidedBatch",
+    "Outbox",
     "batch_processor",
     "batch_state",
     "dead_letter",
@@ -281,6 +287,67 @@ def _collect() -> contextlib.AbstractContextManager[list[Any]]:
     return contextlib.nullcontext([])  # another transport (tests): nothing to wait for
 
 
+def _batch_producer() -> BatchProducer | None:
+    """The Kafka client the batched path produces through itself, or ``None``: Faust sends
+    (exactly once, each record in its source partition's transaction; or no Kafka transport,
+    as in agent tests)."""
+    if EXACTLY_ONCE or not isinstance(app.producer, EventProProducer):
+        return None
+    return app.producer.kafka_producer
+
+
+class Outbox:
+    """What one write step of a batch produces: its table writes' changelog records and its
+    outcomes.
+
+    Over Kafka, at least once, they are gathered and produced as one Kafka batch per
+    partition (:mod:`eventpro.produce`); otherwise Faust sends each as it is written.
+    """
+
+    __slots__ = ("_gathered", "_producer", "futures")
+
+    def __init__(self) -> None:
+        self._producer = _batch_producer()
+        self._gathered = RecordBatches() if self._producer is not None else None
+        self.futures: list[Any] = []
+        """Futures of what this step sent so far (each resolves on the broker's ack)."""
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Table writes inside the block produce their changelog records here."""
+        if self._gathered is not None:
+            with gathering(self._gathered):
+                yield
+            return
+        with _collect() as futures:
+            yield
+        self.futures += futures
+
+    async def emit(self, records: Iterable[Outgoing]) -> None:
+        """Produce ``records`` (outcomes, dead letters) with this step."""
+        gathered = self._gathered
+        if gathered is None:
+            self.futures += await emit(records)
+            return
+        for record in records:
+            gathered.add(
+                topic_for(record.topic).get_topic_name(),
+                record.partition,
+                record.key.encode("utf-8") if record.key is not None else None,
+                encode(record.envelope),
+            )
+
+    async def send(self) -> list[Any]:
+        """Send what was gathered; returns the futures of everything this step produced."""
+        if self._producer is not None and self._gathered:
+            self.futures += await self._gathered.send(self._producer, self._count_sent)
+        return self.futures
+
+    @staticmethod
+    def _count_sent(topic: str, count: int) -> None:
+        count_sent(app, topic, count)
+
+
 async def handle_event(event: EventT) -> str:
     """Process one record end to end (the per-record path); returns a short label.
 
@@ -303,7 +370,7 @@ class DecidedBatch:
     labels: list[str]
     writes: BatchWrites
     claims_sent: list[Any]
-    """Futures of the claims' changelog records."""
+    """Futures of the claims' changelog records (each resolves on the broker's ack)."""
     outgoing: list[Outgoing]
     rebalances: int
     """``pending_recount.rebalances`` when it was decided: a rebalance since makes it stale."""
@@ -313,7 +380,7 @@ _overlay_rebalances = 0
 """The rebalance count the overlay's pending writes were made under."""
 
 
-def decide_batch(events: Sequence[EventT]) -> DecidedBatch:
+async def decide_batch(events: Sequence[EventT]) -> DecidedBatch:
     """Decide ``events`` over the overlay and write their claims (step 1 of the batch).
 
     Every record is decided in its own context (current event), so reads go to its
@@ -336,12 +403,14 @@ def decide_batch(events: Sequence[EventT]) -> DecidedBatch:
             _reconcile_if_new(event, batch_state.state)
             labels.append(decide(event, batch_processor, out))
         writes = batch_state.seal()
-        with _collect() as claims:
+        claims = Outbox()
+        with claims.writing():
             batch_state.write(writes.claims)
+        claims_sent = await claims.send()
     except BaseException:
         batch_state.discard()
         raise
-    return DecidedBatch(events, labels, writes, claims, out, rebalances)
+    return DecidedBatch(events, labels, writes, claims_sent, out, rebalances)
 
 
 async def finish_batch(batch: DecidedBatch) -> None:
@@ -356,15 +425,20 @@ async def finish_batch(batch: DecidedBatch) -> None:
     if pending_recount.rebalances != batch.rebalances:
         _abandon(batch.events)
         return
-    with _collect() as records:
+    records = Outbox()
+    with records.writing():
         writes = batch_state.write(batch.writes.records)
-    sent = await emit(batch.outgoing)
+    await records.emit(batch.outgoing)
+    sent = await records.send()
     if batch.writes.removals:
-        await persisted([*records, *sent])
+        await persisted(sent)
     if pending_recount.rebalances != batch.rebalances:
         _abandon(batch.events)
         return
-    writes += batch_state.write(batch.writes.removals)
+    removals = Outbox()
+    with removals.writing():
+        writes += batch_state.write(batch.writes.removals)
+    await removals.send()
     _acknowledge(batch.events)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
@@ -395,7 +469,7 @@ finisher: BatchFinisher[DecidedBatch] = BatchFinisher(finish_batch, _give_up, de
 
 async def handle_batch(events: Sequence[EventT]) -> list[str]:
     """Process a batch end to end here (decide, then write and send); returns its labels."""
-    batch = decide_batch(events)
+    batch = await decide_batch(events)
     await finish_batch(batch)
     return batch.labels
 
@@ -423,7 +497,7 @@ async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
                         labels = await handle_batch(events)
                     else:
                         finisher.raise_if_failed()
-                        batch = decide_batch(events)
+                        batch = await decide_batch(events)
                         labels = batch.labels
                         await finisher.submit(batch)
                 except Exception:

@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from eventpro.monitoring.lag import consumer_lag
 
-__all__ = ("LATENCY_BUCKETS", "EventProSensor", "quantile")
+__all__ = ("LATENCY_BUCKETS", "EventProSensor", "count_sent", "quantile")
 
 logger = logging.getLogger(__name__)
 
@@ -200,11 +200,16 @@ class EventProSensor(faust.Sensor):
         keysize: int,
         valsize: int,
     ) -> None:
-        self.records_sent.labels(topic).inc()
+        self.on_records_sent(topic, 1)
+
+    def on_records_sent(self, topic: str, count: int) -> None:
+        """``count`` records produced to ``topic``: one per Faust send, or a partition batch
+        of :mod:`eventpro.produce` (which bypasses Faust's send hooks)."""
+        self.records_sent.labels(topic).inc(count)
         if topic in self.retry_topics:
-            self.retries.labels(topic).inc()
+            self.retries.labels(topic).inc(count)
         elif topic == self.dlq_topic:
-            self.dead_letters.inc()
+            self.dead_letters.inc(count)
 
     def on_send_error(self, producer: ProducerT, exc: BaseException, state: Any) -> None:
         self.send_errors.inc()
@@ -236,3 +241,10 @@ class EventProSensor(faust.Sensor):
             "p99_ms": None if p99 is None else round(p99 * 1000, 2),
             "samples": len(recent),
         }
+
+
+def count_sent(app: faust.App, topic: str, count: int) -> None:
+    """Count records produced past Faust's send path in ``app``'s EventPro sensors."""
+    for sensor in app.sensors:
+        if isinstance(sensor, EventProSensor):
+            sensor.on_records_sent(topic, count)

@@ -5,6 +5,9 @@ All four are written only by the inventory agent while it handles a record of
 change lands on the changelog partition of the event's source partition: the tables are
 co-partitioned with the stream and the agent is their single writer.
 
+They are :class:`~eventpro.tables.changelog.GatheringTable` s: the inventory agent's batched
+path produces their changelog records itself, one Kafka batch per partition.
+
 Keys are ``str`` serialised raw (UTF-8), the same bytes as the ``event_id`` key of the
 ticket-requests topic, so ``app.table_route`` on an ``event_id`` finds the partition owner.
 
@@ -27,10 +30,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import faust
-
 from eventpro.app import app
 from eventpro.settings import get_settings
+from eventpro.tables.changelog import GatheringTable
 from eventpro.tables.state import TicketingState
 
 __all__ = (
@@ -68,7 +70,7 @@ def _table(
     value_type: type,
     help: str,
     retention_seconds: float | None = None,
-) -> faust.Table:
+) -> GatheringTable:
     value_serializer = "raw" if value_type is bytes else "json"
     changelog = app.topic(
         f"{app.conf.id}-{name}-changelog",
@@ -85,14 +87,18 @@ def _table(
         maxsize=131_072,
         allow_empty=True,
     )
-    table = app.Table(
-        name,
-        key_type=str,
-        value_type=value_type,
-        partitions=_settings.partitions,
-        changelog_topic=changelog,
-        options=_store_options(retention_seconds),
-        help=help,
+    table = app.tables.add(
+        GatheringTable(
+            app,
+            name=name,
+            beacon=app.tables.beacon,
+            key_type=str,
+            value_type=value_type,
+            partitions=_settings.partitions,
+            changelog_topic=changelog,
+            options=_store_options(retention_seconds),
+            help=help,
+        )
     )
     # Faust serialises str keys as JSON by default; raw keys hash to the same partition as
     # the topic's event_id key, which table_route relies on.

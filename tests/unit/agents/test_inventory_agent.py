@@ -275,8 +275,8 @@ async def test_the_next_batch_is_decided_while_a_batch_waits_for_the_broker(
         waits += 1
         await broker_answers.wait()
 
-    def decide_and_count(events: Any) -> Any:
-        batch = decide_batch(events)
+    async def decide_and_count(events: Any) -> Any:
+        batch = await decide_batch(events)
         next(e for e in decided if not e.is_set()).set()
         return batch
 

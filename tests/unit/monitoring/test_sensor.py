@@ -10,7 +10,7 @@ from faust.types import TP
 from prometheus_client import generate_latest
 
 from eventpro.monitoring.lag import partition_lag
-from eventpro.monitoring.sensor import EventProSensor, quantile
+from eventpro.monitoring.sensor import EventProSensor, count_sent, quantile
 
 
 def make_sensor(app_id: str) -> EventProSensor:
@@ -35,6 +35,19 @@ def test_two_apps_in_one_process_do_not_collide() -> None:
     first.dead_letters.inc()
     assert value(first, "eventpro_dead_letters_total") == 1
     assert value(second, "eventpro_dead_letters_total") == 0
+
+
+def test_batches_sent_past_faust_count_like_single_sends() -> None:
+    """eventpro.produce's partition batches bypass Faust's send hook; count_sent counts them."""
+    sensor = make_sensor("metrics-batches")
+    sensor.on_send_initiated(None, "reservations", None, 0, 0)  # type: ignore[arg-type]
+    count_sent(sensor.app, "reservations", 40)
+    count_sent(sensor.app, "dlq", 3)
+    count_sent(sensor.app, "retry-1", 2)
+    assert value(sensor, "eventpro_records_sent_total", topic="reservations") == 41
+    assert value(sensor, "eventpro_records_sent_total", topic="dlq") == 3
+    assert value(sensor, "eventpro_dead_letters_total") == 3
+    assert value(sensor, "eventpro_retries_total", topic="retry-1") == 2
 
 
 def test_hooks_count_records_latency_sends_and_http() -> None:

@@ -1,0 +1,78 @@
+"""Tables whose changelog records a batch gathers and produces itself (:mod:`eventpro.produce`).
+
+Inside :func:`gathering`, a write to a :class:`GatheringTable` still goes to its store at
+once, but its changelog record is added to the given
+:class:`~eventpro.produce.RecordBatches` instead of going through Faust's per-record send;
+the caller sends the batches and waits for them where its ordering needs it. When the broker
+acknowledges a changelog batch, the table's persisted offset for that partition is written
+once (Faust writes it once per record). Outside the block the table is a plain
+``faust.Table``. The same bytes go to the changelog either way: the changelog topic
+serialises them as Faust's ``send_changelog`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from eventpro.produce import RecordBatches
+
+__all__ = ("GatheringTable", "gathering")
+
+_gathered: ContextVar[RecordBatches | None] = ContextVar("eventpro_gathered", default=None)
+
+
+@contextlib.contextmanager
+def gathering(batches: RecordBatches) -> Iterator[RecordBatches]:
+    """Changelog records of :class:`GatheringTable` writes in this block go to ``batches``."""
+    token = _gathered.set(batches)
+    try:
+        yield batches
+    finally:
+        _gathered.reset(token)
+
+
+class GatheringTable(faust.Table):  # type: ignore[misc]
+    """A ``faust.Table`` whose changelog records :func:`gathering` can take over.
+
+    Only for tables without windows or key expiry (Faust's per-key TTL bookkeeping is
+    skipped on the gathered path).
+    """
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        batches = _gathered.get()
+        if batches is None:
+            super().on_key_set(key, value)
+            return
+        self._gather(batches, key, value, self.value_serializer)
+        self._sensor_on_set(self, key, value)
+
+    def on_key_del(self, key: Any) -> None:
+        batches = _gathered.get()
+        if batches is None:
+            super().on_key_del(key)
+            return
+        self._gather(batches, key, None, "raw")
+        self._sensor_on_del(self, key)
+
+    def _gather(self, batches: RecordBatches, key: Any, value: Any, serializer: Any) -> None:
+        topic = self.changelog_topic
+        key_bytes, _ = topic.prepare_key(key, self.key_serializer)
+        value_bytes, _ = topic.prepare_value(value, serializer)
+        batches.add(
+            topic.get_topic_name(),
+            self.partition_for_key(key),
+            key_bytes,
+            value_bytes,
+            self._persisted,
+        )
+
+    def _persisted(self, topic: str, partition: int, offset: int) -> None:
+        """The changelog holds this partition's records up to ``offset``: remember it, so
+        recovery reads only what comes after (as Faust's ``_on_changelog_sent``)."""
+        self.data.set_persisted_offset(TP(topic, partition), offset)
