@@ -59,16 +59,16 @@ from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.exceptions import EventProError
 from eventpro.monitoring.sensor import count_sent
-from eventpro.produce import BatchProducer, RecordBatches
+from eventpro.produce import RecordBatches
 from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, decode, encode
 from eventpro.settings import get_settings
 from eventpro.tables import HoldExpiryIndex, state
 from eventpro.tables.batching import BatchWrites, WriteBackState, make_current
-from eventpro.tables.changelog import gathering
+from eventpro.tables.changelog import batch_producer, gathering
 from eventpro.tables.reconcile import PendingPartitions, reconcile_partition
 from eventpro.tables.state import TicketingState
 from eventpro.topics import DLQ
-from eventpro.transport import EventProProducer, EventProProducerBuffer
+from eventpro.transport import EventProProducerBuffer
 
 __all__ = (
     "AGENT_NAME",
@@ -287,15 +287,6 @@ def _collect() -> contextlib.AbstractContextManager[list[Any]]:
     return contextlib.nullcontext([])  # another transport (tests): nothing to wait for
 
 
-def _batch_producer() -> BatchProducer | None:
-    """The Kafka client the batched path produces through itself, or ``None``: Faust sends
-    (exactly once, each record in its source partition's transaction; or no Kafka transport,
-    as in agent tests)."""
-    if EXACTLY_ONCE or not isinstance(app.producer, EventProProducer):
-        return None
-    return app.producer.kafka_producer
-
-
 class Outbox:
     """What one write step of a batch produces: its table writes' changelog records and its
     outcomes.
@@ -307,7 +298,7 @@ class Outbox:
     __slots__ = ("_gathered", "_producer", "futures")
 
     def __init__(self) -> None:
-        self._producer = _batch_producer()
+        self._producer = batch_producer(app)
         self._gathered = RecordBatches() if self._producer is not None else None
         self.futures: list[Any] = []
         """Futures of what this step sent so far (each resolves on the broker's ack)."""

@@ -7,12 +7,14 @@ and the producing agent's consumers own the dead-letter path.
 
 It counts batches (``take_events``: up to ``EVENTPRO_ANALYTICS_BATCH_SIZE`` records, waiting
 at most ``EVENTPRO_ANALYTICS_BATCH_WITHIN_MS``) and writes each totals and window key once
-per batch (:mod:`eventpro.analytics.batching`); Faust acknowledges a batch's records only
-after the agent counted and wrote it.
+per batch (:mod:`eventpro.analytics.batching`), their changelog records as one Kafka batch
+per partition; Faust acknowledges a batch's records only after the agent counted and wrote
+it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -27,7 +29,10 @@ from eventpro.analytics.facts import fact_from
 from eventpro.analytics.tables import batched
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
+from eventpro.monitoring.sensor import count_sent
+from eventpro.produce import RecordBatches
 from eventpro.schemas import SchemaError, decode
+from eventpro.tables.changelog import batch_producer, gathering
 
 __all__ = (
     "AGENT_NAME",
@@ -71,12 +76,16 @@ def count_event(event: EventT, counter: BatchedAnalytics) -> str:
     return "duplicate" if counted.duplicate else "counted"
 
 
-def count_batch(events: Sequence[EventT], counter: BatchedAnalytics = batched) -> Counter[str]:
+async def count_batch(
+    events: Sequence[EventT], counter: BatchedAnalytics = batched
+) -> Counter[str]:
     """Count ``events`` and write the batch; returns how many records got each label.
 
-    A record that fails is skipped with its error logged (``error``); if writing the batch
-    fails, its counts are dropped (every record ``error``): analytics must not stop the
-    partition.
+    The batch's changelog records leave as one Kafka batch per partition when the transport
+    allows it (:mod:`eventpro.tables.changelog`). A record that fails is skipped with its
+    error logged (``error``); if writing or sending the batch fails, its counts are dropped
+    (every record ``error``; writes already in this worker's store stay there): analytics
+    must not stop the partition.
     """
     labels: Counter[str] = Counter()
     for event in events:
@@ -85,12 +94,21 @@ def count_batch(events: Sequence[EventT], counter: BatchedAnalytics = batched) -
         except Exception:
             logger.exception("analytics failed on %s; record skipped", event.message.tp)
             labels["error"] += 1
+    producer = batch_producer(app)
+    changelog = RecordBatches()
     try:
-        counter.flush()
+        with gathering(changelog) if producer is not None else contextlib.nullcontext():
+            counter.flush()
+        if producer is not None and changelog:
+            await changelog.send(producer, _count_sent)
     except Exception:
         logger.exception("analytics could not write a batch of %d records; skipped", len(events))
         return Counter(error=len(events))
     return labels
+
+
+def _count_sent(topic: str, count: int) -> None:
+    count_sent(app, topic, count)
 
 
 @app.agent(analytics_input, name=AGENT_NAME, concurrency=1)
@@ -99,5 +117,5 @@ async def analytics_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
     within = _analytics.batch_within_ms / 1000.0
     async for events in stream.take_events(_analytics.batch_size, within=within):
         async with commit_gate.processing():
-            labels = count_batch(events)
+            labels = await count_batch(events)
             yield ",".join(f"{label}:{n}" for label, n in sorted(labels.items()))

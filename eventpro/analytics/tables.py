@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import faust
 import orjson
 from faust.types import EventT
 from faust.types.tables import WindowWrapperT
@@ -34,6 +33,7 @@ from eventpro.analytics.windows import Window
 from eventpro.app import app
 from eventpro.settings import get_settings
 from eventpro.tables.batching import BatchCursor, make_current
+from eventpro.tables.changelog import GatheringTable, gathering_table
 
 __all__ = (
     "EventTime",
@@ -119,7 +119,7 @@ class FaustSeenStore:
         self.wrapper[fact.fact_id] = b"1"
 
 
-def _table(name: str, help: str, *, raw_keys: bool = False) -> faust.Table:
+def _table(name: str, help: str, *, raw_keys: bool = False) -> GatheringTable:
     extra: dict[str, Any] = {}
     if raw_keys:
         # Faust picks JSON for str keys (right for windowed tuple keys); the totals use raw
@@ -137,7 +137,8 @@ def _table(name: str, help: str, *, raw_keys: bool = False) -> faust.Table:
             maxsize=131_072,
             allow_empty=True,
         )
-    table = app.Table(
+    table = gathering_table(
+        app,
         name,
         key_type=str,
         value_type=bytes,

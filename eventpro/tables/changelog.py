@@ -19,10 +19,12 @@ from typing import Any
 
 import faust
 from faust.types import TP
+from faust.types.enums import ProcessingGuarantee
 
-from eventpro.produce import RecordBatches
+from eventpro.produce import BatchProducer, RecordBatches
+from eventpro.transport import EventProProducer
 
-__all__ = ("GatheringTable", "gathering")
+__all__ = ("GatheringTable", "batch_producer", "gathering", "gathering_table")
 
 _gathered: ContextVar[RecordBatches | None] = ContextVar("eventpro_gathered", default=None)
 
@@ -37,19 +39,35 @@ def gathering(batches: RecordBatches) -> Iterator[RecordBatches]:
         _gathered.reset(token)
 
 
-class GatheringTable(faust.Table):  # type: ignore[misc]
-    """A ``faust.Table`` whose changelog records :func:`gathering` can take over.
+def batch_producer(app: faust.App) -> BatchProducer | None:
+    """The Kafka client a batch may produce through itself, or ``None`` when Faust must send:
+    under ``exactly_once`` (each record goes in its source partition's transaction), before
+    the producer started, or on another transport (agent tests)."""
+    producer = app.producer
+    if app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE:
+        return None
+    if not isinstance(producer, EventProProducer):
+        return None
+    return producer.kafka_producer
 
-    Only for tables without windows or key expiry (Faust's per-key TTL bookkeeping is
-    skipped on the gathered path).
-    """
+
+def gathering_table(app: faust.App, name: str, **kwargs: Any) -> GatheringTable:
+    """``app.Table(name, **kwargs)``, as a :class:`GatheringTable`."""
+    table = GatheringTable(app, name=name, beacon=app.tables.beacon, **kwargs)
+    app.tables.add(table)
+    return table
+
+
+class GatheringTable(faust.Table):  # type: ignore[misc]
+    """A ``faust.Table`` whose changelog records :func:`gathering` can take over."""
 
     def on_key_set(self, key: Any, value: Any) -> None:
         batches = _gathered.get()
         if batches is None:
             super().on_key_set(key, value)
             return
-        self._gather(batches, key, value, self.value_serializer)
+        partition = self._gather(batches, key, value, self.value_serializer)
+        self._maybe_set_key_ttl(key, partition)
         self._sensor_on_set(self, key, value)
 
     def on_key_del(self, key: Any) -> None:
@@ -57,20 +75,21 @@ class GatheringTable(faust.Table):  # type: ignore[misc]
         if batches is None:
             super().on_key_del(key)
             return
-        self._gather(batches, key, None, "raw")
+        partition = self._gather(batches, key, None, "raw")
+        self._maybe_del_key_ttl(key, partition)
         self._sensor_on_del(self, key)
 
-    def _gather(self, batches: RecordBatches, key: Any, value: Any, serializer: Any) -> None:
+    def _gather(self, batches: RecordBatches, key: Any, value: Any, serializer: Any) -> int:
+        """Add the changelog record of ``key`` to ``batches``; returns its partition (the
+        current record's: the tables are co-partitioned with the streams that write them)."""
         topic = self.changelog_topic
+        partition = self.partition_for_key(key)
+        if partition is None:
+            raise TypeError(f"table {self.name} picks partitions by key; it cannot gather")
         key_bytes, _ = topic.prepare_key(key, self.key_serializer)
         value_bytes, _ = topic.prepare_value(value, serializer)
-        batches.add(
-            topic.get_topic_name(),
-            self.partition_for_key(key),
-            key_bytes,
-            value_bytes,
-            self._persisted,
-        )
+        batches.add(topic.get_topic_name(), partition, key_bytes, value_bytes, self._persisted)
+        return partition
 
     def _persisted(self, topic: str, partition: int, offset: int) -> None:
         """The changelog holds this partition's records up to ``offset``: remember it, so

@@ -32,7 +32,7 @@ from typing import Any
 
 from eventpro.app import app
 from eventpro.settings import get_settings
-from eventpro.tables.changelog import GatheringTable
+from eventpro.tables.changelog import GatheringTable, gathering_table
 from eventpro.tables.state import TicketingState
 
 __all__ = (
@@ -87,18 +87,15 @@ def _table(
         maxsize=131_072,
         allow_empty=True,
     )
-    table = app.tables.add(
-        GatheringTable(
-            app,
-            name=name,
-            beacon=app.tables.beacon,
-            key_type=str,
-            value_type=value_type,
-            partitions=_settings.partitions,
-            changelog_topic=changelog,
-            options=_store_options(retention_seconds),
-            help=help,
-        )
+    table = gathering_table(
+        app,
+        name,
+        key_type=str,
+        value_type=value_type,
+        partitions=_settings.partitions,
+        changelog_topic=changelog,
+        options=_store_options(retention_seconds),
+        help=help,
     )
     # Faust serialises str keys as JSON by default; raw keys hash to the same partition as
     # the topic's event_id key, which table_route relies on.

@@ -1,6 +1,7 @@
-"""The ticketing tables' changelogs, which the inventory agent produces itself in Kafka batches
-(eventpro.produce), are complete: a worker with an empty data dir rebuilds the same state from
-them, and a stopped worker's stores remember how far each changelog partition is stored."""
+"""The changelogs that the inventory and analytics agents produce themselves in Kafka batches
+(eventpro.produce) are complete: a worker with an empty data dir rebuilds the same tables and
+sales windows from them, and a stopped worker's stores remember how far each changelog
+partition is stored."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ async def _get(http: aiohttp.ClientSession, url: str) -> Any:
 async def _answers(
     http: aiohttp.ClientSession, base: str, event_id: str, request_ids: list[str]
 ) -> dict[str, Any] | None:
-    """Every request's status and then the event's counters, once every request is final
-    (nothing changes the counters after that)."""
+    """Every request's status and then the event's counters and sales windows, once every
+    request is final (nothing changes the counters after that) and counted."""
     statuses = {}
     for request_id in request_ids:
         body = await _get(http, f"{base}/api/v1/events/{event_id}/requests/{request_id}")
@@ -45,9 +46,12 @@ async def _answers(
             return None
         statuses[request_id] = (body["status"], body.get("ticket_ids"))
     event = await _get(http, f"{base}/api/v1/events/{event_id}")
-    if event is None:
+    sales = await _get(http, f"{base}/api/v1/events/{event_id}/sales?window=60")
+    if event is None or sales is None:
         return None
-    return {"event": event, "statuses": statuses}
+    if sum(row["sold"] for row in sales) != event["sold"]:
+        return None  # analytics counts in batches: not caught up yet
+    return {"event": event, "statuses": statuses, "sales": sales}
 
 
 async def _changelog_ends(bootstrap: str, app_id: str) -> dict[tuple[str, int], int]:

@@ -246,7 +246,7 @@ def outcome(event_id: str, request_id: str) -> bytes:
     return encode(Envelope.new(reserved, source="test"))
 
 
-def test_the_agent_labels_each_record_and_drops_a_batch_it_cannot_write() -> None:
+async def test_the_agent_labels_each_record_and_drops_a_batch_it_cannot_write() -> None:
     recorder = Recorder()
     batched, totals, _, _ = make_batched(recorder)
     first = outcome("ev0", "r1")
@@ -265,7 +265,7 @@ def test_the_agent_labels_each_record_and_drops_a_batch_it_cannot_write() -> Non
         FakeEvent(FakeMessage(b"{not json", offset=3)),
     ]
 
-    labels = count_batch(events, batched)  # type: ignore[arg-type]
+    labels = await count_batch(events, batched)  # type: ignore[arg-type]
 
     assert labels == Counter(counted=1, duplicate=1, ignored=1, unreadable=1)
     sales = batched.processor.sales("ev0")
@@ -273,5 +273,5 @@ def test_the_agent_labels_each_record_and_drops_a_batch_it_cannot_write() -> Non
 
     totals.fail_on = "ev1"
     failed = [FakeEvent(FakeMessage(outcome("ev1", f"r{i}"), offset=i)) for i in range(3)]
-    assert count_batch(failed, batched) == Counter(error=3)  # type: ignore[arg-type]
+    assert await count_batch(failed, batched) == Counter(error=3)  # type: ignore[arg-type]
     assert batched.processor.sales("ev1") is None
