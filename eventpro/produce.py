@@ -48,6 +48,16 @@ class BatchProducer(Protocol):
 
     async def partitions_for(self, topic: str) -> Any: ...
 
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any: ...
+
     def _partition(
         self,
         topic: str,

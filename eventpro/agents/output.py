@@ -17,9 +17,12 @@ from faust.types import EventT
 
 from eventpro.agents.channels import topic_for
 from eventpro.agents.processing import Outgoing
+from eventpro.app import app
 from eventpro.commit_gate import commit_gate
+from eventpro.monitoring.sensor import count_sent
 from eventpro.retry import RawOutgoing, RawRecord, dead_letter_record
 from eventpro.schemas import Envelope, SchemaError, decode, encode
+from eventpro.tables.changelog import batch_producer
 
 __all__ = ("decode_record", "handle_then_ack", "send", "send_raw")
 
@@ -37,21 +40,45 @@ def decode_record(record: RawRecord) -> Envelope | SchemaError:
 async def send(records: Iterable[Outgoing]) -> None:
     """Produce envelopes and wait for the broker's acknowledgement of each."""
     for record in records:
-        fut = await topic_for(record.topic).send(
-            key=record.key.encode("utf-8") if record.key is not None else None,
-            value=encode(record.envelope),
+        await _produce(
+            record.topic,
+            record.key.encode("utf-8") if record.key is not None else None,
+            encode(record.envelope),
             partition=record.partition,
         )
-        await fut
 
 
 async def send_raw(records: Iterable[RawOutgoing]) -> None:
     """Produce raw records (retries, dead letters) and wait for their acknowledgement."""
     for record in records:
-        fut = await topic_for(record.topic).send(
-            key=record.key, value=record.value, headers=list(record.headers) or None
-        )
+        await _produce(record.topic, record.key, record.value, headers=list(record.headers))
+
+
+async def _produce(
+    logical: str,
+    key: bytes | None,
+    value: bytes,
+    *,
+    partition: int | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """Produce one record and wait for the broker's acknowledgement.
+
+    At least once over Kafka it goes straight to the Kafka client, which puts it in the
+    partition Faust's ``Topic.send`` would pick; that skips Faust's per-record send
+    machinery (:mod:`eventpro.produce`). Under exactly_once Faust sends it, in the
+    transaction of the record being handled.
+    """
+    topic = topic_for(logical)
+    producer = batch_producer(app)
+    if producer is None:
+        fut = await topic.send(key=key, value=value, partition=partition, headers=headers or None)
         await fut
+        return
+    name = topic.get_topic_name()
+    fut = await producer.send(name, value, key=key, partition=partition, headers=headers or None)
+    count_sent(app, name, 1)
+    await fut
 
 
 async def handle_then_ack(
