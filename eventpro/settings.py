@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     producer_buffer_messages: int = Field(
         0,
         ge=0,
-        description="Changelog records Faust buffers before it pauses streams; 0 = 4 x batch.",
+        description="Changelog records Faust buffers before it pauses streams; 0 = 4 x batch. "
+        "Matters under exactly_once: at least once the inventory and analytics agents produce "
+        "their changelog records themselves.",
     )
     log_level: str = "WARNING"
     # Deployment and security (docs/operations.md, docs/security.md). Secrets default to ""
