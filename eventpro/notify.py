@@ -31,11 +31,13 @@ from eventpro.schemas import (
 from eventpro.topics import NOTIFICATIONS
 
 __all__ = (
+    "NOTIFIED_OUTCOMES",
     "SOURCE",
     "Notification",
     "NotificationProcessor",
     "NotificationSink",
     "SimulatedSink",
+    "is_notified",
     "notification_for",
 )
 
@@ -100,6 +102,15 @@ class SimulatedSink:
 def _append(path: Path, line: bytes) -> None:
     with path.open("ab") as out:
         out.write(line)
+
+
+NOTIFIED_OUTCOMES = (OrderConfirmed, RequestRejected, SeatsReleased)
+"""The terminal outcomes a buyer is notified of."""
+
+
+def is_notified(envelope: Envelope) -> bool:
+    """Whether ``envelope`` is an outcome :func:`notification_for` notifies of."""
+    return isinstance(envelope.data, NOTIFIED_OUTCOMES)
 
 
 def notification_for(envelope: Envelope, channel: str) -> Notification | None:

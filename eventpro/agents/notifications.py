@@ -27,7 +27,7 @@ from eventpro.agents.output import decode_record, handle_then_ack, send, send_ra
 from eventpro.agents.payments import raw_record
 from eventpro.app import app
 from eventpro.domain import request_key
-from eventpro.notify import NotificationProcessor, NotificationSink, SimulatedSink
+from eventpro.notify import NotificationProcessor, NotificationSink, SimulatedSink, is_notified
 from eventpro.payments import get_payment_settings
 from eventpro.retry import RawRecord, dead_letter_record
 from eventpro.schemas import Envelope, SchemaError
@@ -133,9 +133,16 @@ async def _process(event: EventT, record: RawRecord, decoded: Envelope | SchemaE
 
 
 async def submit(event: EventT) -> None:
-    """Hand one record to the in-flight pool (returns once a slot is free)."""
+    """Hand one record to the in-flight pool (returns once a slot is free).
+
+    A record that is not a terminal outcome (``SeatsReserved``, half of the input) has
+    nothing to notify, so it is acknowledged at once, without a task.
+    """
     record = raw_record(event)
     decoded = decode_record(record)
+    if not isinstance(decoded, SchemaError) and not is_notified(decoded):
+        event.ack()
+        return
     await inflight.submit(_order_key(record, decoded), lambda: _process(event, record, decoded))
 
 

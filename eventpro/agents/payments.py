@@ -167,9 +167,16 @@ def _order_key(record: RawRecord, decoded: Envelope | SchemaError) -> str:
 
 
 async def submit(event: EventT) -> None:
-    """Hand one record to the in-flight pool (returns once a slot is free)."""
+    """Hand one record to the in-flight pool (returns once a slot is free).
+
+    A record of an event type payments ignores (most of ``reservations``: rejections,
+    releases) has nothing to do or send, so it is acknowledged at once, without a task.
+    """
     record = raw_record(event)
     decoded = decode_record(record)
+    if not isinstance(decoded, SchemaError) and not processor.handles(decoded):
+        event.ack()
+        return
     await inflight.submit(_order_key(record, decoded), lambda: _process(event, record, decoded))
 
 

@@ -61,6 +61,11 @@ class PaymentsProcessor:
             return [await self.refund(envelope, data)]
         return []
 
+    @staticmethod
+    def handles(envelope: Envelope) -> bool:
+        """Whether :meth:`handle` does anything with ``envelope`` (a charge or a refund)."""
+        return isinstance(envelope.data, SeatsReserved | RefundRequested)
+
     async def charge(self, envelope: Envelope, hold: SeatsReserved) -> Outgoing:
         """Charge a hold and say how it went."""
         result = await with_timeout(

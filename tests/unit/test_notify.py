@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from eventpro.domain import Reason, Status
-from eventpro.notify import NotificationProcessor, SimulatedSink
+from eventpro.notify import NOTIFIED_OUTCOMES, NotificationProcessor, SimulatedSink, is_notified
 from eventpro.schemas import (
     Envelope,
     NotificationSent,
@@ -80,6 +80,11 @@ async def test_each_terminal_kind_is_notified_and_others_are_ignored() -> None:
         ("r2", Status.REJECTED, Reason.SOLD_OUT),
         ("r3", Status.FAILED, Reason.EXPIRED),
     ]
+    # is_notified (the agent's shortcut for everything else) agrees with what is notified.
+    envelopes = [Envelope.new(data, source="t") for data in (rejected, released, capture)]
+    envelopes.append(_order("r5"))
+    assert [is_notified(e) for e in envelopes] == [True, True, False, True]
+    assert {type(e.data) for e in envelopes if is_notified(e)} == set(NOTIFIED_OUTCOMES)
 
 
 async def test_sink_deduplicates_by_notification_id_after_a_lost_dedup_write() -> None:

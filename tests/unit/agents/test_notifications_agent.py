@@ -10,7 +10,14 @@ from eventpro.agents import notifications, output
 from eventpro.agents.output import decode_record
 from eventpro.domain import Reason
 from eventpro.retry import RawOutgoing, RawRecord
-from eventpro.schemas import Envelope, RequestRejected, SchemaError, SeatsReleased, encode
+from eventpro.schemas import (
+    Envelope,
+    RequestRejected,
+    SchemaError,
+    SeatsReleased,
+    SeatsReserved,
+    encode,
+)
 
 
 class FakeEvent:
@@ -113,3 +120,44 @@ async def test_a_failed_record_is_acked_once_dead_lettered_and_never_if_that_fai
     assert [letter.topic for letter in letters] == ["dlq"]
     assert parked.acks == 1
     assert redelivered.acks == 0
+
+
+class FakeMessage:
+    """The record behind a :class:`StreamEvent`."""
+
+    def __init__(self, value: bytes) -> None:
+        self.topic, self.partition, self.offset = "reservations", 1, 3
+        self.key, self.value, self.headers = b"ev", value, []
+
+
+class StreamEvent(FakeEvent):
+    """A stream event as ``submit`` receives it."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        super().__init__()
+        self.message = FakeMessage(encode(envelope))
+
+
+async def test_records_that_are_not_terminal_outcomes_are_acked_without_a_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pooled: list[str] = []
+
+    async def pool(key: str, work: Any) -> None:
+        pooled.append(key)
+
+    monkeypatch.setattr(notifications.inflight, "submit", pool)
+    reserved = SeatsReserved(
+        reservation_id="res",
+        request_id="r1",
+        event_id="ev",
+        user_id="u",
+        quantity=1,
+        amount_cents=100,
+        expires_at_ms=1,
+    )
+    skipped, outcome = StreamEvent(Envelope.new(reserved, source="t")), StreamEvent(_rejected("r2"))
+    await notifications.submit(skipped)  # type: ignore[arg-type]
+    await notifications.submit(outcome)  # type: ignore[arg-type]
+    assert (skipped.acks, outcome.acks) == (1, 0)
+    assert pooled == ["ev/r2"]

@@ -166,3 +166,46 @@ async def test_agent_orders_by_reservation_and_handles_the_record_it_decoded_onc
     )
     assert await payments_module.handle_record(record, decoded) == "PaymentCaptured"
     assert await payments_module.handle_record(poison, decode_record(poison)) == "dlq"
+
+
+class _Event:
+    """A stream event as ``submit`` receives it; counts acknowledgements."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.acks = 0
+        self.message = type(
+            "Message",
+            (),
+            {
+                "topic": "reservations",
+                "partition": 0,
+                "offset": 5,
+                "key": b"e",
+                "value": encode(envelope),
+                "headers": [],
+            },
+        )()
+
+    def ack(self) -> None:
+        self.acks += 1
+
+
+async def test_records_payments_ignores_are_acked_without_a_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pooled: list[str] = []
+
+    async def pool(key: str, work: Any) -> None:
+        pooled.append(key)
+
+    monkeypatch.setattr(payments_module.inflight, "submit", pool)
+    rejected = RequestRejected(
+        request_id="r", event_id="e", user_id="u", quantity=1, reason=Reason.SOLD_OUT
+    )
+    ignored, charged = _Event(Envelope.new(rejected, source="t")), _Event(_reserved())
+    await payments_module.submit(ignored)  # type: ignore[arg-type]
+    await payments_module.submit(charged)  # type: ignore[arg-type]
+    assert (ignored.acks, charged.acks) == (1, 0)
+    assert pooled == ["res-1"]
+    assert not PaymentsProcessor.handles(Envelope.new(rejected, source="t"))
+    assert PaymentsProcessor.handles(_reserved())
