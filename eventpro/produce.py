@@ -1,4 +1,4 @@
-"""Produce a batch's records as one Kafka record batch per partition, past Faust's send path.
+"""Produce records straight through the Kafka client, past Faust's per-record send path.
 
 Faust hands every record it produces, table changelog writes and topic sends alike, through
 a ``PendingMessage``, a ``FutureMessage``, its producer buffer, ``Topic.publish_message``, the
@@ -6,16 +6,20 @@ client's per-record ``send`` and a callback per acknowledged record; for a chang
 that callback also writes the table's persisted offset to RocksDB. py-spy put a quarter of
 the worker's CPU there (the inventory agent's outcomes and four tables' changelogs).
 
-The batched inventory path knows which records it writes together and when it needs the
-broker's acknowledgement, so it gathers them in a :class:`RecordBatches` and
-:meth:`RecordBatches.send` appends each partition's records to one
+:func:`batch_producer` gives the Kafka client when that is allowed (at least once). The
+inventory and analytics agents know which records they write together and when they need
+the broker's acknowledgement, so they gather them in a :class:`RecordBatches` (changelog
+records through :mod:`eventpro.tables.changelog`) and :meth:`RecordBatches.send` appends
+each partition's records to one
 :class:`aiokafka.producer.message_accumulator.BatchBuilder` and hands that to
 ``AIOKafkaProducer.send_batch``: one future per partition instead of several objects and
 callbacks per record. Records of one partition keep their order; the producer's own
 ``flush`` (which Faust runs before it commits source offsets) waits for them like for any
 other record. A changelog partition's persisted offset is written once per acknowledged
 batch (``on_acked``), not once per record: an offset that lags only means recovery reads a
-little more of the changelog.
+little more of the changelog. The payments and notifications agents, which wait for each
+output's acknowledgement, hand single records to the client's own ``send``
+(:mod:`eventpro.agents.output`).
 
 Not for transactions: under ``exactly_once`` Faust's own path puts each record in the
 transaction of its source partition.
@@ -28,9 +32,13 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any, Protocol
 
+import faust
 from aiokafka.structs import RecordMetadata
+from faust.types.enums import ProcessingGuarantee
 
-__all__ = ("BatchProducer", "RecordBatches", "SentCounter")
+from eventpro.transport import EventProProducer
+
+__all__ = ("BatchProducer", "RecordBatches", "SentCounter", "batch_producer")
 
 OnAcked = Callable[[str, int, int], None]
 """Called with (topic, partition, offset of the last record) once a batch is acknowledged."""
@@ -67,6 +75,18 @@ class BatchProducer(Protocol):
         serialized_key: bytes | None,
         serialized_value: bytes | None,
     ) -> int: ...
+
+
+def batch_producer(app: faust.App) -> BatchProducer | None:
+    """The Kafka client to produce through directly, or ``None`` when Faust must send: under
+    ``exactly_once`` (each record goes in its source partition's transaction), before the
+    producer started, or on another transport (agent tests)."""
+    producer = app.producer
+    if app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE:
+        return None
+    if not isinstance(producer, EventProProducer):
+        return None
+    return producer.kafka_producer
 
 
 class RecordBatches:

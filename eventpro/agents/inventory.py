@@ -41,6 +41,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import faust
@@ -59,12 +60,12 @@ from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.exceptions import EventProError
 from eventpro.monitoring.sensor import count_sent
-from eventpro.produce import RecordBatches
+from eventpro.produce import RecordBatches, batch_producer
 from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, decode, encode
 from eventpro.settings import get_settings
 from eventpro.tables import HoldExpiryIndex, state
 from eventpro.tables.batching import BatchWrites, WriteBackState, make_current
-from eventpro.tables.changelog import batch_producer, gathering
+from eventpro.tables.changelog import gathering
 from eventpro.tables.reconcile import PendingPartitions, reconcile_partition
 from eventpro.tables.state import TicketingState
 from eventpro.topics import DLQ
@@ -331,12 +332,8 @@ class Outbox:
     async def send(self) -> list[Any]:
         """Send what was gathered; returns the futures of everything this step produced."""
         if self._producer is not None and self._gathered:
-            self.futures += await self._gathered.send(self._producer, self._count_sent)
+            self.futures += await self._gathered.send(self._producer, partial(count_sent, app))
         return self.futures
-
-    @staticmethod
-    def _count_sent(topic: str, count: int) -> None:
-        count_sent(app, topic, count)
 
 
 async def handle_event(event: EventT) -> str:

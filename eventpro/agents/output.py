@@ -20,9 +20,9 @@ from eventpro.agents.processing import Outgoing
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.monitoring.sensor import count_sent
+from eventpro.produce import batch_producer
 from eventpro.retry import RawOutgoing, RawRecord, dead_letter_record
 from eventpro.schemas import Envelope, SchemaError, decode, encode
-from eventpro.tables.changelog import batch_producer
 
 __all__ = ("decode_record", "handle_then_ack", "send", "send_raw")
 

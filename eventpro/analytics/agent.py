@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 
 import faust
 from faust.types import EventT
@@ -30,9 +31,9 @@ from eventpro.analytics.tables import batched
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.monitoring.sensor import count_sent
-from eventpro.produce import RecordBatches
+from eventpro.produce import RecordBatches, batch_producer
 from eventpro.schemas import SchemaError, decode
-from eventpro.tables.changelog import batch_producer, gathering
+from eventpro.tables.changelog import gathering
 
 __all__ = (
     "AGENT_NAME",
@@ -82,7 +83,7 @@ async def count_batch(
     """Count ``events`` and write the batch; returns how many records got each label.
 
     The batch's changelog records leave as one Kafka batch per partition when the transport
-    allows it (:mod:`eventpro.tables.changelog`). A record that fails is skipped with its
+    allows it (:func:`eventpro.produce.batch_producer`). A record that fails is skipped with its
     error logged (``error``); if writing or sending the batch fails, its counts are dropped
     (every record ``error``; writes already in this worker's store stay there): analytics
     must not stop the partition.
@@ -100,15 +101,11 @@ async def count_batch(
         with gathering(changelog) if producer is not None else contextlib.nullcontext():
             counter.flush()
         if producer is not None and changelog:
-            await changelog.send(producer, _count_sent)
+            await changelog.send(producer, partial(count_sent, app))
     except Exception:
         logger.exception("analytics could not write a batch of %d records; skipped", len(events))
         return Counter(error=len(events))
     return labels
-
-
-def _count_sent(topic: str, count: int) -> None:
-    count_sent(app, topic, count)
 
 
 @app.agent(analytics_input, name=AGENT_NAME, concurrency=1)

@@ -19,12 +19,10 @@ from typing import Any
 
 import faust
 from faust.types import TP
-from faust.types.enums import ProcessingGuarantee
 
-from eventpro.produce import BatchProducer, RecordBatches
-from eventpro.transport import EventProProducer
+from eventpro.produce import RecordBatches
 
-__all__ = ("GatheringTable", "batch_producer", "gathering", "gathering_table")
+__all__ = ("GatheringTable", "gathering", "gathering_table")
 
 _gathered: ContextVar[RecordBatches | None] = ContextVar("eventpro_gathered", default=None)
 
@@ -37,18 +35,6 @@ def gathering(batches: RecordBatches) -> Iterator[RecordBatches]:
         yield batches
     finally:
         _gathered.reset(token)
-
-
-def batch_producer(app: faust.App) -> BatchProducer | None:
-    """The Kafka client a batch may produce through itself, or ``None`` when Faust must send:
-    under ``exactly_once`` (each record goes in its source partition's transaction), before
-    the producer started, or on another transport (agent tests)."""
-    producer = app.producer
-    if app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE:
-        return None
-    if not isinstance(producer, EventProProducer):
-        return None
-    return producer.kafka_producer
 
 
 def gathering_table(app: faust.App, name: str, **kwargs: Any) -> GatheringTable:
