@@ -53,12 +53,14 @@ class BatchFinisher(Generic[B]):
         """The exception that stopped finishing batches, if one did."""
         self._queue: asyncio.Queue[B] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._busy = False
+        """A batch was taken from the queue and is not finished or given up yet."""
 
     @property
     def pending(self) -> int:
-        """Batches submitted and not finished or given up yet."""
+        """Batches submitted and not finished or given up yet (queued, or being finished)."""
         queue = self._queue
-        return 0 if queue is None else queue._unfinished_tasks  # type: ignore[attr-defined]
+        return 0 if queue is None else queue.qsize() + self._busy
 
     def raise_if_failed(self) -> None:
         """Raise the failure that stopped finishing batches, if there was one."""
@@ -116,6 +118,7 @@ class BatchFinisher(Generic[B]):
     async def _run(self, queue: asyncio.Queue[B]) -> None:
         while True:
             batch = await queue.get()
+            self._busy = True
             try:
                 if self.error is not None:
                     self._give_up(batch)
@@ -132,6 +135,7 @@ class BatchFinisher(Generic[B]):
             except BaseException as exc:
                 self._fail(batch, queue, exc)
             finally:
+                self._busy = False
                 queue.task_done()
 
     def _fail(self, batch: B, queue: asyncio.Queue[B], exc: BaseException) -> None:
