@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.stream_events import StreamEvent
 
 from eventpro.agents import notifications, output
 from eventpro.agents.output import decode_record
@@ -122,22 +123,6 @@ async def test_a_failed_record_is_acked_once_dead_lettered_and_never_if_that_fai
     assert redelivered.acks == 0
 
 
-class FakeMessage:
-    """The record behind a :class:`StreamEvent`."""
-
-    def __init__(self, value: bytes) -> None:
-        self.topic, self.partition, self.offset = "reservations", 1, 3
-        self.key, self.value, self.headers = b"ev", value, []
-
-
-class StreamEvent(FakeEvent):
-    """A stream event as ``submit`` receives it."""
-
-    def __init__(self, envelope: Envelope) -> None:
-        super().__init__()
-        self.message = FakeMessage(encode(envelope))
-
-
 async def test_records_that_are_not_terminal_outcomes_are_acked_without_a_task(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -156,7 +141,8 @@ async def test_records_that_are_not_terminal_outcomes_are_acked_without_a_task(
         amount_cents=100,
         expires_at_ms=1,
     )
-    skipped, outcome = StreamEvent(Envelope.new(reserved, source="t")), StreamEvent(_rejected("r2"))
+    skipped = StreamEvent(encode(Envelope.new(reserved, source="t")))
+    outcome = StreamEvent(encode(_rejected("r2")))
     await notifications.submit(skipped)  # type: ignore[arg-type]
     await notifications.submit(outcome)  # type: ignore[arg-type]
     assert (skipped.acks, outcome.acks) == (1, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.stream_events import StreamEvent
 
 from eventpro.agents import payments as payments_module
 from eventpro.agents.output import decode_record
@@ -168,28 +169,6 @@ async def test_agent_orders_by_reservation_and_handles_the_record_it_decoded_onc
     assert await payments_module.handle_record(poison, decode_record(poison)) == "dlq"
 
 
-class _Event:
-    """A stream event as ``submit`` receives it; counts acknowledgements."""
-
-    def __init__(self, envelope: Envelope) -> None:
-        self.acks = 0
-        self.message = type(
-            "Message",
-            (),
-            {
-                "topic": "reservations",
-                "partition": 0,
-                "offset": 5,
-                "key": b"e",
-                "value": encode(envelope),
-                "headers": [],
-            },
-        )()
-
-    def ack(self) -> None:
-        self.acks += 1
-
-
 async def test_records_payments_ignores_are_acked_without_a_task(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -202,7 +181,8 @@ async def test_records_payments_ignores_are_acked_without_a_task(
     rejected = RequestRejected(
         request_id="r", event_id="e", user_id="u", quantity=1, reason=Reason.SOLD_OUT
     )
-    ignored, charged = _Event(Envelope.new(rejected, source="t")), _Event(_reserved())
+    ignored = StreamEvent(encode(Envelope.new(rejected, source="t")))
+    charged = StreamEvent(encode(_reserved()))
     await payments_module.submit(ignored)  # type: ignore[arg-type]
     await payments_module.submit(charged)  # type: ignore[arg-type]
     assert (ignored.acks, charged.acks) == (1, 0)
