@@ -24,9 +24,9 @@ previous one: the agent writes the claims and hands the batch to :data:`finisher
 does the rest in order while the agent decides the next batches over the overlay
 (:mod:`eventpro.agents.pipeline`). A batch's records are acknowledged only when it is
 finished, so a crash mid-batch leaves the whole batch to be redelivered. Each step's
-changelog records and outcomes leave as one Kafka batch per partition (:class:`Outbox`,
-:mod:`eventpro.produce`) rather than one by one through Faust. A batch size of 1 runs the
-per-record path.
+changelog records and outcomes leave as one Kafka batch per partition
+(:class:`~eventpro.agents.output.Outbox`, :mod:`eventpro.produce`) rather than one by one
+through Faust. A batch size of 1 runs the per-record path.
 
 Hold expiry: a timer may not write partitioned tables (it runs outside any partition's
 stream), so the leader's timer only sends a tick to every partition of ``inventory-ticks``;
@@ -35,19 +35,17 @@ the agent that owns the partition releases the due holds with ordinary table wri
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import faust
 from faust.types import EventT
 
-from eventpro.agents.channels import declare_topics, inventory_input, ticks_topic, topic_for
+from eventpro.agents.channels import declare_topics, inventory_input, ticks_topic
+from eventpro.agents.output import Outbox, emit, persisted, withhold_acks
 from eventpro.agents.pipeline import BatchFinisher
 from eventpro.agents.processing import (
     Coordinates,
@@ -59,17 +57,13 @@ from eventpro.agents.saga import SagaInventoryProcessor
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.exceptions import EventProError
-from eventpro.monitoring.sensor import count_sent
-from eventpro.produce import RecordBatches, batch_producer
 from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, decode, encode
 from eventpro.settings import get_settings
 from eventpro.tables import HoldExpiryIndex, state
 from eventpro.tables.batching import BatchWrites, WriteBackState, make_current
-from eventpro.tables.changelog import gathering
 from eventpro.tables.reconcile import PendingPartitions, reconcile_partition
 from eventpro.tables.state import TicketingState
 from eventpro.topics import DLQ
-from eventpro.transport import EventProProducerBuffer
 
 __all__ = (
     "AGENT_NAME",
@@ -79,14 +73,12 @@ __all__ = (
     "PIPELINE_DEPTH",
     "PRODUCER_BUFFER_MESSAGES",
     "DecidedBatch",
-    "Outbox",
     "batch_processor",
     "batch_state",
     "dead_letter",
     "dead_letter_record",
     "decide",
     "decide_batch",
-    "emit",
     "expiry_index",
     "finish_batch",
     "finisher",
@@ -94,10 +86,8 @@ __all__ = (
     "handle_event",
     "inventory_agent",
     "pending_recount",
-    "persisted",
     "processor",
     "send_expiry_ticks",
-    "withhold_acks",
 )
 
 logger = logging.getLogger(__name__)
@@ -154,23 +144,6 @@ processor = _processor_over(state)
 batch_state = WriteBackState(state, make_current)
 """The write-back overlay of the tables the batch path reads and writes."""
 batch_processor = _processor_over(batch_state.state)
-
-
-async def emit(records: Iterable[Outgoing]) -> list[Any]:
-    """Produce ``records``; returns their futures (each resolves on the broker's ack).
-
-    Faust flushes the producer before it commits the source offset.
-    """
-    sent = []
-    for record in records:
-        fut = await topic_for(record.topic).send(
-            key=record.key.encode("utf-8") if record.key is not None else None,
-            value=encode(record.envelope),
-            partition=record.partition,
-        )
-        if fut is not None:
-            sent.append(fut)
-    return sent
 
 
 def _where(event: EventT) -> Coordinates:
@@ -268,72 +241,6 @@ def _reconcile_if_new(event: EventT, state: TicketingState) -> None:
     if pending_recount.take(partition):
         corrections = reconcile_partition(state, partition, _settings.partitions)
         logger.info("partition %d recounted: %d correction(s)", partition, len(corrections))
-
-
-async def persisted(futures: Sequence[Awaitable[Any]]) -> None:
-    """Wait until the broker acknowledged ``futures`` (records this batch produced).
-
-    The ordering barrier between the flush steps of :class:`WriteBackState` (at least
-    once); under exactly_once the transaction makes a record's writes atomic instead.
-    """
-    if futures and not EXACTLY_ONCE:
-        await asyncio.gather(*futures)
-
-
-def _collect() -> contextlib.AbstractContextManager[list[Any]]:
-    """Collect the futures of the table writes made inside the block."""
-    buffer = getattr(app.producer, "buffer", None)
-    if isinstance(buffer, EventProProducerBuffer):
-        return buffer.collect()
-    return contextlib.nullcontext([])  # another transport (tests): nothing to wait for
-
-
-class Outbox:
-    """What one write step of a batch produces: its table writes' changelog records and its
-    outcomes.
-
-    Over Kafka, at least once, they are gathered and produced as one Kafka batch per
-    partition (:mod:`eventpro.produce`); otherwise Faust sends each as it is written.
-    """
-
-    __slots__ = ("_gathered", "_producer", "futures")
-
-    def __init__(self) -> None:
-        self._producer = batch_producer(app)
-        self._gathered = RecordBatches() if self._producer is not None else None
-        self.futures: list[Any] = []
-        """Futures of what this step sent so far (each resolves on the broker's ack)."""
-
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        """Table writes inside the block produce their changelog records here."""
-        if self._gathered is not None:
-            with gathering(self._gathered):
-                yield
-            return
-        with _collect() as futures:
-            yield
-        self.futures += futures
-
-    async def emit(self, records: Iterable[Outgoing]) -> None:
-        """Produce ``records`` (outcomes, dead letters) with this step."""
-        gathered = self._gathered
-        if gathered is None:
-            self.futures += await emit(records)
-            return
-        for record in records:
-            gathered.add(
-                topic_for(record.topic).get_topic_name(),
-                record.partition,
-                record.key.encode("utf-8") if record.key is not None else None,
-                encode(record.envelope),
-            )
-
-    async def send(self) -> list[Any]:
-        """Send what was gathered; returns the futures of everything this step produced."""
-        if self._producer is not None and self._gathered:
-            self.futures += await self._gathered.send(self._producer, partial(count_sent, app))
-        return self.futures
 
 
 async def handle_event(event: EventT) -> str:
@@ -530,20 +437,6 @@ def _abandon(events: Sequence[EventT]) -> None:
 def _summary(labels: list[str]) -> str:
     """One label per batch (Faust's per-value bookkeeping of an agent's yields is not free)."""
     return labels[0] if len(labels) == 1 else f"batch of {len(labels)}"
-
-
-def withhold_acks(events: Sequence[EventT]) -> None:
-    """Make sure ``events`` are never marked safe to commit (``take_events`` acks on close).
-
-    A message marked acked without its final ack never reaches the consumer's committable
-    offsets, so the partition's committed offset stays below the failed batch; the consumer
-    reads the partition again from there (:meth:`EventProConsumer.note_unprocessed`).
-    """
-    note_unprocessed = getattr(app.consumer, "note_unprocessed", None)
-    for event in events:
-        event.message.acked = True
-        if note_unprocessed is not None:
-            note_unprocessed(event.message)  # read again from the commit point, not lost
 
 
 async def send_expiry_ticks(partitions: int, now_ms: int | None = None) -> None:

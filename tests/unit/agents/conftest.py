@@ -12,6 +12,7 @@ import pytest
 from faust.agents.agent import AgentTestWrapper
 
 from eventpro.agents import inventory as inventory_module
+from eventpro.agents import output as output_module
 from eventpro.app import app
 from eventpro.schemas import Envelope, decode
 from eventpro.tables import ticketing
@@ -96,7 +97,7 @@ def put_waits_for_finished_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
     """Replace the agent's output topics with a recorder."""
     box = Outbox()
-    monkeypatch.setattr(inventory_module, "topic_for", lambda logical: _FakeTopic(logical, box))
+    monkeypatch.setattr(output_module, "topic_for", lambda logical: _FakeTopic(logical, box))
     monkeypatch.setattr(inventory_module, "ticks_topic", _FakeTopic("inventory-ticks", box))
     monkeypatch.setattr(inventory_module, "declare_topics", _no_declare)
 
