@@ -154,23 +154,27 @@ class NotificationProcessor:
         self.sink = sink
         self.channel = channel
 
-    async def handle(self, envelope: Envelope) -> list[Outgoing]:
-        """Notify the buyer of a terminal outcome, once; other events are ignored."""
+    def due(self, envelope: Envelope) -> Notification | None:
+        """The notification ``envelope`` calls for, unless it is not a terminal outcome or its
+        request was notified already."""
         notification = notification_for(envelope, self.channel)
         if notification is None:
-            return []
-        key = request_key(notification.event_id, notification.request_id)
-        if key in self.sent:
+            return None
+        if request_key(notification.event_id, notification.request_id) in self.sent:
             logger.debug(
                 "request %s already notified; %s ignored correlation_id=%s",
                 notification.request_id,
                 envelope.event_type,
                 envelope.correlation_id,
             )
-            return []
-        await self.sink.send(notification)
+            return None
+        return notification
+
+    def record(self, notification: Notification, cause: Envelope) -> Outgoing:
+        """Remember that ``notification`` was sent; returns its ``NotificationSent`` record."""
+        key = request_key(notification.event_id, notification.request_id)
         self.sent[key] = notification.notification_id
-        record = NotificationSent(
+        sent = NotificationSent(
             notification_id=notification.notification_id,
             request_id=notification.request_id,
             event_id=notification.event_id,
@@ -181,10 +185,18 @@ class NotificationProcessor:
             ticket_ids=notification.ticket_ids,
         )
         out = Envelope.new(
-            record,
+            sent,
             source=SOURCE,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.event_id,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
             event_id=notification.notification_id,
         )
-        return [Outgoing(NOTIFICATIONS, notification.event_id, out)]
+        return Outgoing(NOTIFICATIONS, notification.event_id, out)
+
+    async def handle(self, envelope: Envelope) -> list[Outgoing]:
+        """Notify the buyer of a terminal outcome, once; other events are ignored."""
+        notification = self.due(envelope)
+        if notification is None:
+            return []
+        await self.sink.send(notification)
+        return [self.record(notification, envelope)]

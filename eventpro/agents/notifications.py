@@ -5,41 +5,59 @@ Reads ``reservations`` (``RequestRejected``, ``SeatsReleased``) and ``orders``
 ``notifications-sent`` table (``event_id/request_id`` -> notification_id), co-partitioned with
 those topics and written only by this agent (concurrency 1). See :mod:`eventpro.notify`.
 
-Each notification waits for the broker's acknowledgement before its record is acked, so up to
-``EVENTPRO_NOTIFICATIONS_MAX_IN_FLIGHT`` records are handled at once (:class:`InFlight`, in order
-per request). One at a time, the agent sent ~140 notifications/s on the benchmark: it held the
-records of every other agent reading ``reservations`` behind its full input buffer.
+Records are handled in batches (``take_events``): up to
+``EVENTPRO_NOTIFICATIONS_MAX_IN_FLIGHT`` per batch, waiting at most
+``EVENTPRO_NOTIFICATIONS_BATCH_WITHIN_MS`` to fill. A batch's notifications are sent at once;
+then their dedup keys and ``NotificationSent`` records leave as one Kafka batch per partition
+(:class:`~eventpro.agents.output.Outbox`), and the batch is acknowledged only after the broker
+acknowledged them. Handled one record at a time, notifying cost ~400 µs of CPU each, a fifth
+of the whole saga's on the benchmark.
 
-Undecodable records on ``orders`` go to the DLQ; on ``reservations`` the payments agent
-dead-letters them already, so this agent only logs and skips them (one dead letter per record).
+A crash mid-batch leaves the batch to be redelivered: a notification already sent is sent
+again with the same ``notification_id``, which the sink must deduplicate (idempotency key).
+A notification whose sink fails goes to the DLQ and is not recorded. Undecodable records on
+``orders`` go to the DLQ; on ``reservations`` the payments agent dead-letters them already, so
+this agent only skips them (one dead letter per record).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 
 import faust
 from faust.types import EventT
 
 from eventpro.agents.channels import declare_topics, notifications_input, orders_topic
-from eventpro.agents.inflight import InFlight
-from eventpro.agents.output import decode_record, handle_then_ack, send, send_raw
+from eventpro.agents.output import (
+    Outbox,
+    decode_record,
+    persisted,
+    send_raw,
+    withhold_acks,
+)
 from eventpro.agents.payments import raw_record
 from eventpro.app import app
+from eventpro.commit_gate import commit_gate
 from eventpro.domain import request_key
-from eventpro.notify import NotificationProcessor, NotificationSink, SimulatedSink, is_notified
+from eventpro.notify import Notification, NotificationProcessor, NotificationSink, SimulatedSink
 from eventpro.payments import get_payment_settings
-from eventpro.retry import RawRecord, dead_letter_record
+from eventpro.retry import RawOutgoing, dead_letter_record
 from eventpro.schemas import Envelope, SchemaError
 from eventpro.settings import get_settings
+from eventpro.tables.batching import make_current
+from eventpro.tables.changelog import gathering_table
 
 __all__ = (
     "AGENT_NAME",
+    "BATCH_SIZE",
+    "BATCH_WITHIN_SECONDS",
     "NOTIFICATIONS_TABLE",
-    "handle_record",
-    "inflight",
     "notifications_agent",
     "notifications_table",
+    "notify_batch",
     "processor",
     "set_sink",
 )
@@ -52,12 +70,18 @@ NOTIFICATIONS_TABLE = "notifications-sent"
 _settings = get_settings()
 _payment_settings = get_payment_settings()
 
+BATCH_SIZE = _payment_settings.notifications_max_in_flight
+"""Records per batch, so at most this many notifications are sent at once."""
+BATCH_WITHIN_SECONDS = _payment_settings.notifications_batch_within_ms / 1000.0
+"""How long a batch waits to fill (``EVENTPRO_NOTIFICATIONS_BATCH_WITHIN_MS``)."""
+
 
 def _store_options() -> dict[str, object]:
     return {"driver": "rocksdict"} if app.conf.store.scheme == "rocksdb" else {}
 
 
-notifications_table = app.Table(
+notifications_table = gathering_table(
+    app,
     NOTIFICATIONS_TABLE,
     key_type=str,
     value_type=str,
@@ -85,7 +109,6 @@ processor = NotificationProcessor(
     SimulatedSink(_payment_settings.notifications_log),
     channel=_payment_settings.notification_channel,
 )
-inflight = InFlight(_payment_settings.notifications_max_in_flight)
 
 
 def set_sink(sink: NotificationSink) -> None:
@@ -93,63 +116,112 @@ def set_sink(sink: NotificationSink) -> None:
     processor.sink = sink
 
 
-def _order_key(record: RawRecord, decoded: Envelope | SchemaError) -> str:
-    """Serialise per request, so two outcomes of one request never both pass the dedup check."""
-    data = None if isinstance(decoded, SchemaError) else decoded.data
-    event_id, request_id = getattr(data, "event_id", None), getattr(data, "request_id", None)
-    if isinstance(event_id, str) and isinstance(request_id, str):
-        return request_key(event_id, request_id)
-    return f"{record.topic}/{record.partition}"
+Due = tuple[EventT, Envelope, Notification]
+"""A record, its outcome and the notification it calls for."""
 
 
-async def handle_record(record: RawRecord, decoded: Envelope | SchemaError) -> str:
-    """Notify for one record; returns a short label of what happened."""
-    if isinstance(decoded, SchemaError):
-        if record.topic != orders_topic.get_topic_name():
-            logger.debug("skipping unreadable %s (the payments agent dead-letters it)", record)
-            return "skipped"
-        logger.warning("record %s sent to the DLQ: %s", record, decoded)
-        await send_raw(
-            [
-                dead_letter_record(
-                    record,
-                    reason=decoded.reason.value,
-                    error=str(decoded),
-                    agent=AGENT_NAME,
-                    attempts=1,
-                )
-            ]
-        )
-        return "dlq"
-    outgoing = await processor.handle(decoded)
-    await send(outgoing)
-    return "notified" if outgoing else "ignored"
+async def notify_batch(events: Sequence[EventT]) -> Counter[str]:
+    """Notify for a batch of records; returns how many records ended how.
 
-
-async def _process(event: EventT, record: RawRecord, decoded: Envelope | SchemaError) -> None:
-    await handle_then_ack(
-        event, record, lambda: handle_record(record, decoded), agent=AGENT_NAME, attempts=1
-    )
-
-
-async def submit(event: EventT) -> None:
-    """Hand one record to the in-flight pool (returns once a slot is free).
-
-    A record that is not a terminal outcome (``SeatsReserved``, half of the input) has
-    nothing to notify, so it is acknowledged at once, without a task.
+    The batch's records are acknowledged by ``take_events`` afterwards, unless
+    :func:`~eventpro.agents.output.withhold_acks` kept them (their output could not be sent).
     """
-    record = raw_record(event)
-    decoded = decode_record(record)
-    if not isinstance(decoded, SchemaError) and not is_notified(decoded):
-        event.ack()
-        return
-    await inflight.submit(_order_key(record, decoded), lambda: _process(event, record, decoded))
+    labels: Counter[str] = Counter()
+    due: list[Due] = []
+    letters: list[tuple[EventT, RawOutgoing]] = []
+    keys: set[str] = set()
+    for event in events:
+        record = raw_record(event)
+        decoded = decode_record(record)
+        if isinstance(decoded, SchemaError):
+            if record.topic != orders_topic.get_topic_name():
+                logger.debug("skipping unreadable %s (the payments agent dead-letters it)", record)
+                labels["skipped"] += 1
+                continue
+            logger.warning("record %s sent to the DLQ: %s", record, decoded)
+            letter = dead_letter_record(
+                record,
+                reason=decoded.reason.value,
+                error=str(decoded),
+                agent=AGENT_NAME,
+                attempts=1,
+            )
+            letters.append((event, letter))
+            continue
+        make_current(event)  # the dedup key lives in this record's partition
+        notification = processor.due(decoded)
+        if notification is None:
+            labels["ignored"] += 1
+            continue
+        key = request_key(notification.event_id, notification.request_id)
+        if key in keys:  # two outcomes of one request in this batch: the first one counts
+            labels["ignored"] += 1
+            continue
+        keys.add(key)
+        due.append((event, decoded, notification))
+    delivered = await _deliver(due, letters)
+    try:
+        out = Outbox()
+        with out.writing():
+            for event, envelope, notification in delivered:
+                make_current(event)  # its dedup key and record go with this record's partition
+                await out.emit([processor.record(notification, envelope)])
+        await persisted(await out.send())
+    except Exception:
+        logger.exception(
+            "could not record %d notifications; the batch of %d records will be read again",
+            len(delivered),
+            len(events),
+        )
+        withhold_acks(events)
+        return Counter({"error": len(events)})
+    if delivered:
+        labels["notified"] += len(delivered)
+    for event, letter in letters:
+        make_current(event)
+        try:
+            await send_raw([letter])
+        except Exception:
+            logger.exception("could not dead-letter %s; it will be read again", letter)
+            withhold_acks([event])
+            labels["error"] += 1
+            continue
+        labels["dlq"] += 1
+    return labels
+
+
+async def _deliver(due: list[Due], letters: list[tuple[EventT, RawOutgoing]]) -> list[Due]:
+    """Send ``due``'s notifications at once; returns those delivered. A failed one is
+    dead-lettered (added to ``letters``), not recorded."""
+    results = await asyncio.gather(
+        *(processor.sink.send(notification) for _, _, notification in due),
+        return_exceptions=True,
+    )
+    delivered: list[Due] = []
+    for item, result in zip(due, results, strict=True):
+        if not isinstance(result, BaseException):
+            delivered.append(item)
+            continue
+        if not isinstance(result, Exception):
+            raise result  # cancellation and the like are not the notification's fault
+        event = item[0]
+        logger.error("could not send notification %s: %r", item[2].notification_id, result)
+        letter = dead_letter_record(
+            raw_record(event),
+            reason="unexpected_error",
+            error=repr(result),
+            agent=AGENT_NAME,
+            attempts=1,
+        )
+        letters.append((event, letter))
+    return delivered
 
 
 @app.agent(notifications_input, name=AGENT_NAME, concurrency=1)
-async def notifications_agent(stream: faust.StreamT[bytes]) -> None:
-    """Send one notification per terminal outcome, many at once."""
+async def notifications_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
+    """Send one notification per terminal outcome, a batch at a time; yields a summary."""
     await declare_topics()
-    async for event in stream.noack().events():
-        await submit(event)
-    await inflight.drain()
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+        async with commit_gate.processing():
+            labels = await notify_batch(events)
+        yield ", ".join(f"{n} {label}" for label, n in sorted(labels.items()))

@@ -55,7 +55,14 @@ class PaymentSettings(BaseSettings):
         64, ge=1, description="Gateway calls one payments agent runs at once."
     )
     notifications_max_in_flight: int = Field(
-        256, ge=1, description="Notifications one notifications agent sends at once."
+        256,
+        ge=1,
+        description="Notifications one notifications agent sends at once (records per batch).",
+    )
+    notifications_batch_within_ms: float = Field(
+        20.0,
+        gt=0,
+        description="How long a notifications batch waits to fill: the latency it adds.",
     )
     retry_delays_ms: tuple[int, ...] = Field(
         RETRY_DELAYS_MS, description="Backoff before each retry topic's attempt (JSON list)."

@@ -1,39 +1,70 @@
-"""The notifications agent's own logic: the order key of its in-flight pool and when it acks."""
+"""The notifications agent: a batch at a time, one notification per request, acks withheld
+when its output cannot be sent."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from support.stream_events import StreamEvent
 
-from eventpro.agents import notifications, output
-from eventpro.agents.output import decode_record
-from eventpro.domain import Reason
-from eventpro.retry import RawOutgoing, RawRecord
+from eventpro.agents import notifications
+from eventpro.agents.notifications import notifications_agent, notifications_table
+from eventpro.domain import Reason, request_key
+from eventpro.notify import Notification
+from eventpro.retry import RawOutgoing
 from eventpro.schemas import (
+    DeadLetter,
     Envelope,
+    NotificationSent,
+    OrderConfirmed,
     RequestRejected,
-    SchemaError,
     SeatsReleased,
     SeatsReserved,
+    decode,
     encode,
 )
 
 
-class FakeEvent:
-    """Counts acknowledgements."""
+class RecordingSink:
+    """Delivers every notification it is given, except for the requests told to fail."""
 
     def __init__(self) -> None:
-        self.acks = 0
+        self.sent: list[Notification] = []
+        self.failing: set[str] = set()
 
-    def ack(self) -> None:
-        self.acks += 1
+    async def send(self, notification: Notification) -> None:
+        if notification.request_id in self.failing:
+            raise ConnectionError("provider down")
+        self.sent.append(notification)
 
 
-def _record(envelope: Envelope | None, topic: str = "reservations") -> RawRecord:
-    value = b"not json" if envelope is None else encode(envelope)
-    return RawRecord(topic=topic, partition=2, offset=7, key=b"ev", value=value)
+@pytest.fixture()
+def sink(faust_app: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingSink]:
+    """A recording sink, an empty dedup table, and no broker: no topic creation, and no
+    acknowledgement to wait for."""
+
+    async def no_declare() -> None:
+        return None
+
+    async def no_wait(futures: Any) -> None:
+        return None
+
+    monkeypatch.setattr(notifications, "declare_topics", no_declare)
+    monkeypatch.setattr(notifications, "persisted", no_wait)
+    notifications_table.data._clear()
+    recording = RecordingSink()
+    monkeypatch.setattr(notifications.processor, "sink", recording)
+    yield recording
+
+
+@pytest.fixture()
+def withheld(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Records the agent keeps from being committed."""
+    kept: list[Any] = []
+    monkeypatch.setattr(notifications, "withhold_acks", kept.extend)
+    return kept
 
 
 def _rejected(request_id: str) -> Envelope:
@@ -55,95 +86,129 @@ def _released(request_id: str) -> Envelope:
     return Envelope.new(data, source="test")
 
 
-def test_outcomes_of_one_request_share_an_order_key_and_other_requests_do_not() -> None:
-    def key(envelope: Envelope) -> str:
-        record = _record(envelope)
-        return notifications._order_key(record, decode_record(record))
-
-    assert key(_rejected("r1")) == key(_released("r1"))
-    assert key(_rejected("r1")) != key(_rejected("r2"))
-
-
-def test_an_unreadable_record_is_ordered_by_its_partition() -> None:
-    record = _record(None)
-    decoded = decode_record(record)
-
-    assert isinstance(decoded, SchemaError)
-    assert notifications._order_key(record, decoded) == "reservations/2"
-
-
-async def test_a_record_is_acked_only_after_its_notification_was_sent(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    event = FakeEvent()
-    acks_when_sent: list[int] = []
-
-    async def send(records: Any) -> None:
-        acks_when_sent.append(event.acks)
-
-    async def handle(envelope: Envelope) -> list[Any]:
-        return [object()]
-
-    monkeypatch.setattr(notifications, "send", send)
-    monkeypatch.setattr(notifications.processor, "handle", handle)
-    record = _record(_rejected("r1"))
-
-    await notifications._process(event, record, decode_record(record))  # type: ignore[arg-type]
-
-    assert acks_when_sent == [0]
-    assert event.acks == 1
-
-
-async def test_a_failed_record_is_acked_once_dead_lettered_and_never_if_that_fails(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    letters: list[RawOutgoing] = []
-    dlq_up = True
-
-    async def broken(envelope: Envelope) -> list[Any]:
-        raise RuntimeError("bug")
-
-    async def send_raw(records: list[RawOutgoing]) -> None:
-        if not dlq_up:
-            raise ConnectionError("broker gone")
-        letters.extend(records)
-
-    monkeypatch.setattr(notifications.processor, "handle", broken)
-    monkeypatch.setattr(output, "send_raw", send_raw)
-    record = _record(_rejected("r1"))
-
-    parked = FakeEvent()
-    await notifications._process(parked, record, decode_record(record))  # type: ignore[arg-type]
-    dlq_up = False
-    redelivered = FakeEvent()
-    await notifications._process(redelivered, record, decode_record(record))  # type: ignore[arg-type]
-
-    assert [letter.topic for letter in letters] == ["dlq"]
-    assert parked.acks == 1
-    assert redelivered.acks == 0
-
-
-async def test_records_that_are_not_terminal_outcomes_are_acked_without_a_task(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    pooled: list[str] = []
-
-    async def pool(key: str, work: Any) -> None:
-        pooled.append(key)
-
-    monkeypatch.setattr(notifications.inflight, "submit", pool)
-    reserved = SeatsReserved(
+def _confirmed(request_id: str) -> Envelope:
+    data = OrderConfirmed(
         reservation_id="res",
-        request_id="r1",
+        request_id=request_id,
+        event_id="ev",
+        user_id="u",
+        quantity=1,
+        amount_cents=500,
+        ticket_ids=("t1",),
+    )
+    return Envelope.new(data, source="test")
+
+
+def _reserved(request_id: str) -> Envelope:
+    data = SeatsReserved(
+        reservation_id="res",
+        request_id=request_id,
         event_id="ev",
         user_id="u",
         quantity=1,
         amount_cents=100,
         expires_at_ms=1,
     )
-    skipped = StreamEvent(encode(Envelope.new(reserved, source="t")))
-    outcome = StreamEvent(encode(_rejected("r2")))
-    await notifications.submit(skipped)  # type: ignore[arg-type]
-    await notifications.submit(outcome)  # type: ignore[arg-type]
-    assert (skipped.acks, outcome.acks) == (1, 0)
-    assert pooled == ["ev/r2"]
+    return Envelope.new(data, source="test")
+
+
+async def test_each_request_is_notified_once_across_duplicates_and_batches(
+    sink: RecordingSink, outbox: Any
+) -> None:
+    """The real agent over memory tables: outcomes, redeliveries and non-outcomes mixed."""
+    async with notifications_agent.test_context() as agent:
+        for envelope in (_rejected("r1"), _reserved("r2"), _confirmed("r2"), _rejected("r1")):
+            await agent.put(encode(envelope), key=b"ev", partition=0)
+        await agent.put(encode(_released("r3")), key=b"ev", partition=0)
+        await agent.put(encode(_released("r2")), key=b"ev", partition=0)  # r2 ended already
+
+    assert [n.request_id for n in sink.sent] == ["r1", "r2", "r3"]
+    records = [r.envelope.data for r in outbox.on("notifications")]
+    assert all(isinstance(r, NotificationSent) for r in records)
+    assert [r.notification_id for r in records] == [n.notification_id for n in sink.sent]
+    assert sorted(notifications_table.data.keys()) == [
+        request_key("ev", r) for r in ("r1", "r2", "r3")
+    ]
+
+
+async def test_two_outcomes_of_one_request_in_one_batch_notify_once(
+    sink: RecordingSink, outbox: Any
+) -> None:
+    events = [StreamEvent(encode(_rejected("r1"))), StreamEvent(encode(_released("r1")))]
+    labels = await notifications.notify_batch(events)  # type: ignore[arg-type]
+    assert labels == {"notified": 1, "ignored": 1}
+    assert [n.status.value for n in sink.sent] == ["rejected"]
+    assert len(outbox.on("notifications")) == 1
+
+
+async def test_a_failing_sink_dead_letters_the_record_and_does_not_record_it(
+    sink: RecordingSink, outbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    letters: list[RawOutgoing] = []
+
+    async def send_raw(records: list[RawOutgoing]) -> None:
+        letters.extend(records)
+
+    monkeypatch.setattr(notifications, "send_raw", send_raw)
+    sink.failing.add("r2")
+    events = [StreamEvent(encode(_rejected(r))) for r in ("r1", "r2")]
+    labels = await notifications.notify_batch(events)  # type: ignore[arg-type]
+
+    assert labels == {"notified": 1, "dlq": 1}
+    assert [n.request_id for n in sink.sent] == ["r1"]
+    assert list(notifications_table.data.keys()) == [request_key("ev", "r1")]
+    [letter] = letters
+    dead = decode(letter.value).data
+    assert isinstance(dead, DeadLetter) and dead.reason == "unexpected_error"
+    assert "provider down" in dead.error
+
+
+async def test_a_record_whose_dead_letter_cannot_be_sent_is_withheld(
+    sink: RecordingSink, outbox: Any, withheld: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broker_gone(records: list[RawOutgoing]) -> None:
+        raise ConnectionError("broker gone")
+
+    monkeypatch.setattr(notifications, "send_raw", broker_gone)
+    sink.failing.add("r2")
+    ok, failing = StreamEvent(encode(_rejected("r1"))), StreamEvent(encode(_rejected("r2")))
+    labels = await notifications.notify_batch([ok, failing])  # type: ignore[list-item]
+
+    assert labels == {"notified": 1, "error": 1}
+    assert withheld == [failing]
+
+
+async def test_unreadable_orders_are_dead_lettered_and_unreadable_reservations_skipped(
+    sink: RecordingSink, outbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    letters: list[RawOutgoing] = []
+
+    async def send_raw(records: list[RawOutgoing]) -> None:
+        letters.extend(records)
+
+    monkeypatch.setattr(notifications, "send_raw", send_raw)
+    orders = notifications.orders_topic.get_topic_name()
+    events = [StreamEvent(b"{not json", topic=orders), StreamEvent(b"{not json")]
+    labels = await notifications.notify_batch(events)  # type: ignore[arg-type]
+
+    assert labels == {"dlq": 1, "skipped": 1}
+    [letter] = letters
+    dead = decode(letter.value).data
+    assert isinstance(dead, DeadLetter) and dead.topic == orders
+
+
+async def test_a_batch_whose_records_cannot_be_sent_is_withheld_whole(
+    sink: RecordingSink, outbox: Any, withheld: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notifications went out, but their dedup keys may not have: the whole batch is
+    read again and the sink deduplicates by notification_id."""
+
+    async def broker_gone(self: Any) -> list[Any]:
+        raise ConnectionError("broker gone")
+
+    monkeypatch.setattr(notifications.Outbox, "send", broker_gone)
+    events = [StreamEvent(encode(_rejected(r))) for r in ("r1", "r2")]
+    labels = await notifications.notify_batch(events)  # type: ignore[arg-type]
+
+    assert labels == {"error": 2}
+    assert withheld == events
