@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Protocol
 
 import orjson
 
-from eventpro.agents.processing import Outgoing, outcome_event_id
+from eventpro.agents.processing import Outgoing, RecentKeys, outcome_event_id
 from eventpro.domain import Reason, Status, request_key
 from eventpro.schemas import (
     Envelope,
@@ -73,13 +74,20 @@ class NotificationSink(Protocol):
 class SimulatedSink:
     """Records what it would have sent; optionally appends each one to a JSON-lines file.
 
+    Its memory is bounded however long the worker runs: it deduplicates over the last
+    ``remember`` notification ids (a redelivered batch repeats ids seconds later, not after
+    that many notifications) and keeps the last ``keep`` notifications in :attr:`sent`.
+
     :param log_path: file for other processes (tests, demos) to read what was sent.
     """
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(
+        self, log_path: Path | None = None, *, remember: int = 100_000, keep: int = 1_000
+    ) -> None:
         self.log_path = log_path
-        self.sent: list[Notification] = []
-        self._ids: set[str] = set()
+        self.sent: deque[Notification] = deque(maxlen=keep)
+        """The most recent notifications delivered, oldest first."""
+        self._ids = RecentKeys(remember)
 
     async def send(self, notification: Notification) -> None:
         """Deliver once per ``notification_id``."""

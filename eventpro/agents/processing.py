@@ -58,6 +58,7 @@ __all__ = (
     "EmittedHere",
     "InventoryProcessor",
     "Outgoing",
+    "RecentKeys",
     "RecordRefused",
     "outcome_event_id",
 )
@@ -109,14 +110,12 @@ class Outgoing:
     partition: int | None = None
 
 
-class EmittedHere:
-    """Keys of outcomes this process emitted, the oldest forgotten past ``limit``.
+class RecentKeys:
+    """A set of keys that forgets the oldest past ``limit``: memory stays bounded."""
 
-    Forgetting is safe: a forgotten outcome is re-emitted with its deterministic id, which
-    consumers deduplicate.
-    """
-
-    def __init__(self, limit: int = 200_000) -> None:
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
         self.limit = limit
         self._keys: OrderedDict[str, None] = OrderedDict()
 
@@ -132,8 +131,20 @@ class EmittedHere:
         return len(self._keys)
 
     def clear(self) -> None:
-        """Forget everything (partitions moved: their records may come from elsewhere)."""
+        """Forget everything."""
         self._keys.clear()
+
+
+class EmittedHere(RecentKeys):
+    """Keys of outcomes this process emitted, the oldest forgotten past ``limit``.
+
+    Forgetting is safe: a forgotten outcome is re-emitted with its deterministic id, which
+    consumers deduplicate. :meth:`clear` when partitions move: their records may come from
+    elsewhere.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        super().__init__(limit)
 
 
 def _request_outcome(status: RequestStatus) -> str:

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import random
 import uuid
+import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -197,7 +198,10 @@ class _Ledger:
     charges: dict[str, ChargeResult] = field(default_factory=dict)
     refunds: dict[str, RefundResult] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+    """A key's lock lives while a call holds or awaits it, not for the life of the ledger."""
 
 
 def _flaky_failures(customer_id: str) -> int:
@@ -311,6 +315,7 @@ class SimulatedGateway:
                     idempotency_key, ChargeStatus.CAPTURED, amount_cents, payment_id=payment_id
                 )
             self._ledger.charges[idempotency_key] = result
+            del self._ledger.attempts[idempotency_key]  # settled: no attempt counts any more
             hangs = script == "hang" or (
                 random_outcomes and result.captured and self._rng.random() < opts.timeout_rate
             )

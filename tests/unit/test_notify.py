@@ -95,3 +95,16 @@ async def test_sink_deduplicates_by_notification_id_after_a_lost_dedup_write() -
     second = NotificationProcessor({}, sink)
     await second.handle(_order())
     assert len(sink.sent) == 1
+
+
+async def test_sink_memory_is_bounded_and_recent_ids_still_deduplicate() -> None:
+    sink = SimulatedSink(remember=2, keep=2)
+    processor = NotificationProcessor({}, sink)
+    for request_id in ("r1", "r2", "r3"):
+        await processor.handle(_order(request_id))
+    assert [n.request_id for n in sink.sent] == ["r2", "r3"]
+    redelivered = NotificationProcessor({}, sink)  # dedup records lost, as after a crash
+    await redelivered.handle(_order("r3"))
+    assert [n.request_id for n in sink.sent] == ["r2", "r3"]
+    await redelivered.handle(_order("r1"))  # forgotten long ago: delivered again
+    assert [n.request_id for n in sink.sent] == ["r3", "r1"]

@@ -40,6 +40,25 @@ async def test_concurrent_charges_with_one_key_charge_once() -> None:
     assert gateway.captured_cents == 100
 
 
+async def test_settled_keys_keep_their_result_but_no_lock_or_attempt_count() -> None:
+    """A worker charges every reservation: per-key bookkeeping beyond the result would grow
+    without bound."""
+    gateway = SimulatedGateway(GatewayOptions(**FAST))
+    await asyncio.gather(
+        *(
+            gateway.charge(idempotency_key=f"res-{i}", amount_cents=1, customer_id="u")
+            for i in range(50)
+        )
+    )
+    with pytest.raises(TransientPaymentError):
+        await gateway.charge(idempotency_key="res-t", amount_cents=1, customer_id="transient")
+    await gateway.refund(idempotency_key="res-1", payment_id="p", amount_cents=1)
+    assert len(gateway.charges) == 50 and len(gateway.refunds) == 1
+    ledger = gateway._ledger  # the simulator's own bookkeeping
+    assert len(ledger.locks) == 0
+    assert dict(ledger.attempts) == {"res-t": 1}  # unsettled: its attempts still count
+
+
 async def _outcomes(seed: int, n: int = 400) -> list[str]:
     gateway = SimulatedGateway(
         GatewayOptions(**FAST, decline_rate=0.25, transient_error_rate=0.1, seed=seed)
