@@ -71,6 +71,15 @@ class Settings(BaseSettings):
         "Matters under exactly_once: at least once the inventory and analytics agents produce "
         "their changelog records themselves.",
     )
+    rocksdb_write_buffer_mb: int = Field(
+        4,
+        ge=1,
+        description="RocksDB memtable size (MiB) of each table partition's store; Faust's "
+        "default, 64 MiB x 3 per store, lets a worker's memory grow by gigabytes.",
+    )
+    rocksdb_block_cache_mb: int = Field(
+        8, ge=1, description="RocksDB read cache (MiB) of each table partition's store."
+    )
     log_level: str = "WARNING"
     # Deployment and security (docs/operations.md, docs/security.md). Secrets default to ""
     # (unset) and can come from a file instead (``*_file``), e.g. a Docker/Kubernetes secret.

@@ -49,6 +49,7 @@ from eventpro.schemas import Envelope, SchemaError
 from eventpro.settings import get_settings
 from eventpro.tables.batching import make_current
 from eventpro.tables.changelog import gathering_table
+from eventpro.tables.stores import store_options
 
 __all__ = (
     "AGENT_NAME",
@@ -76,10 +77,6 @@ BATCH_WITHIN_SECONDS = _payment_settings.notifications_batch_within_ms / 1000.0
 """How long a batch waits to fill (``EVENTPRO_NOTIFICATIONS_BATCH_WITHIN_MS``)."""
 
 
-def _store_options() -> dict[str, object]:
-    return {"driver": "rocksdict"} if app.conf.store.scheme == "rocksdb" else {}
-
-
 notifications_table = gathering_table(
     app,
     NOTIFICATIONS_TABLE,
@@ -98,7 +95,7 @@ notifications_table = gathering_table(
         retention=_settings.dedup_ttl_seconds,
         internal=True,
     ),
-    options=_store_options(),
+    options=store_options(),
     help="event_id/request_id -> notification_id: requests already notified",
 )
 notifications_table.key_serializer = "raw"

@@ -34,6 +34,7 @@ from eventpro.app import app
 from eventpro.settings import get_settings
 from eventpro.tables.batching import BatchCursor, make_current
 from eventpro.tables.changelog import GatheringTable, gathering_table
+from eventpro.tables.stores import store_options
 
 __all__ = (
     "EventTime",
@@ -83,10 +84,6 @@ class EventTime:
 
 
 event_time = EventTime()
-
-
-def _options() -> dict[str, Any]:
-    return {"driver": "rocksdict"} if app.conf.store.scheme == "rocksdb" else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +140,7 @@ def _table(name: str, help: str, *, raw_keys: bool = False) -> GatheringTable:
         key_type=str,
         value_type=bytes,
         partitions=_settings.partitions,
-        options=_options(),
+        options=store_options(),
         help=help,
         **extra,
     )

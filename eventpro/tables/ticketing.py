@@ -28,12 +28,12 @@ Keeping state bounded (Faust expires only windowed keys through the changelog):
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from eventpro.app import app
 from eventpro.settings import get_settings
 from eventpro.tables.changelog import GatheringTable, gathering_table
 from eventpro.tables.state import TicketingState
+from eventpro.tables.stores import store_options
 
 __all__ = (
     "HOLDS_TABLE",
@@ -55,13 +55,6 @@ USER_TICKETS_TABLE = "user-tickets"
 REQUEST_STATUS_TABLE = "request-status"
 
 _settings = get_settings()
-
-
-def _store_options(ttl_seconds: float | None) -> dict[str, Any]:
-    options: dict[str, Any] = {"driver": "rocksdict"} if app.conf.store.scheme == "rocksdb" else {}
-    if ttl_seconds is not None and options:
-        options["ttl"] = int(ttl_seconds)
-    return options
 
 
 def _table(
@@ -94,7 +87,7 @@ def _table(
         value_type=value_type,
         partitions=_settings.partitions,
         changelog_topic=changelog,
-        options=_store_options(retention_seconds),
+        options=store_options(retention_seconds),
         help=help,
     )
     # Faust serialises str keys as JSON by default; raw keys hash to the same partition as
