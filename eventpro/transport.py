@@ -55,7 +55,7 @@
    loss; records Faust never delivered at all left a partition undecided for good (seen: in
    a chaos run three request partitions stopped after a broker restart, with no warning,
    while every other partition went on). :meth:`EventProConsumer._read_stalled_again`.
-   Not while a stream's input queue is under pressure: records then wait there for longer
+   Not while a stream's input queue is backed up: records then wait there for longer
    without being lost.
 
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
@@ -461,19 +461,16 @@ class EventProConsumer(aiokafka_driver.Consumer):
             )
 
     def _streams_backed_up(self) -> bool:
-        """Whether a stream's input queue is under pressure.
+        """Whether a stream's input queue is at least half full.
 
-        Faust hands each fetched record to the queues of the streams reading its topic; a
-        stream takes one only when it is ready for it. From 80% full down to 40% Faust stops
-        fetching the partitions whose records filled the queue (``_buffered_partitions``). While
-        a queue is that full, records of any partition may wait in or in front of it for longer
-        than :data:`STALLED_READ_S`.
+        Faust hands each fetched record to the queues of the streams reading its topic, one
+        record at a time, and waits while a queue is full; a stream takes a record from its
+        queue only when it is ready for it. While a queue is backed up, records of any
+        partition may wait there, or in front of it, for longer than :data:`STALLED_READ_S`.
         """
-        if self._buffered_partitions:
-            return True
         for channel in self.app.topics:
             queue = getattr(channel, "_queue", None)  # only streams' channels have one
-            if queue is not None and queue.maxsize and queue.qsize() >= queue.pressure_drop_size:
+            if queue is not None and queue.maxsize and queue.qsize() * 2 >= queue.maxsize:
                 return True
         return False
 
