@@ -55,8 +55,6 @@
    loss; records Faust never delivered at all left a partition undecided for good (seen: in
    a chaos run three request partitions stopped after a broker restart, with no warning,
    while every other partition went on). :meth:`EventProConsumer._read_stalled_again`.
-   Not while a stream's input queue is backed up: records then wait there for longer
-   without being lost.
 
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
@@ -430,11 +428,6 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 due.append(tp)
         if not due:
             return
-        if self._streams_backed_up():
-            # The records are queued behind busy streams, not lost: reading them again would
-            # only queue them twice (seen: an overloaded worker re-read thousands of records
-            # every 15 s and fell further behind). Looked at again after another period.
-            return
         try:
             ends = await asyncio.wait_for(self.highwaters(*due), timeout=END_OFFSETS_TIMEOUT_S)
         except Exception as exc:  # a broker restarting: ask again after another period
@@ -459,20 +452,6 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 f"{self._read_offset.get(tp)})",
                 level=logging.INFO,  # transaction markers alone look the same; see getmany
             )
-
-    def _streams_backed_up(self) -> bool:
-        """Whether a stream's input queue is at least half full.
-
-        Faust hands each fetched record to the queues of the streams reading its topic, one
-        record at a time, and waits while a queue is full; a stream takes a record from its
-        queue only when it is ready for it. While a queue is backed up, records of any
-        partition may wait there, or in front of it, for longer than :data:`STALLED_READ_S`.
-        """
-        for channel in self.app.topics:
-            queue = getattr(channel, "_queue", None)  # only streams' channels have one
-            if queue is not None and queue.maxsize and queue.qsize() * 2 >= queue.maxsize:
-                return True
-        return False
 
     def _read_again(self, tp: TP, offset: int, why: str, level: int = logging.WARNING) -> None:
         """Seek ``tp`` back to ``offset``, its commit point, to read given-up records again.

@@ -560,32 +560,6 @@ async def test_a_partition_whose_records_no_stream_takes_is_resumed_and_read_aga
     assert "had stalled: offsets 24..49" in caplog.text
 
 
-async def test_records_queued_behind_a_busy_stream_are_not_read_again(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Seen on an overloaded worker: records waiting in a full stream queue for over 15 s
-    were read again every 15 s, queued twice, and the worker fell further behind."""
-    monkeypatch.setattr(transport_module, "STALLED_READ_S", 0.0)
-    consumer, tp = _offsets_consumer(tmp_path, committed=24, acked=[])
-    seeks = _record_seeks(consumer, monkeypatch, tp)
-    asked = _ends(consumer, monkeypatch, {tp: 50})
-    channel = consumer.app.topic("ticket-requests").clone(is_iterator=True)
-    consumer.app.topics.add(channel)
-    queue = channel.queue
-    for i in range(queue.maxsize // 2):
-        queue.put_nowait(i)
-
-    for _ in range(3):
-        await consumer._read_stalled_again()
-    assert asked == [] and seeks == []
-
-    while queue.qsize() * 2 >= queue.maxsize:  # the stream caught up
-        queue.get_nowait()
-    await consumer._read_stalled_again()
-    await asyncio.gather(*consumer._seek_tasks)
-    assert seeks == [{tp: 24}]
-
-
 async def test_transaction_markers_past_the_commit_point_are_read_again_only_once(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
