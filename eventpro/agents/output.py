@@ -121,8 +121,8 @@ async def emit(records: Iterable[Outgoing]) -> list[Any]:
 async def persisted(futures: Sequence[Awaitable[Any]]) -> None:
     """Wait until the broker acknowledged ``futures`` (records this batch produced).
 
-    The ordering barrier between the flush steps of :class:`WriteBackState` (at least
-    once); under exactly_once the transaction makes a record's writes atomic instead.
+    The ordering barrier between the write steps of a batch (at least once); under
+    exactly_once the transaction makes a record's writes atomic instead.
     """
     if futures and app.conf.processing_guarantee != ProcessingGuarantee.EXACTLY_ONCE:
         await asyncio.gather(*futures)
