@@ -99,11 +99,24 @@ class EventProApp(faust.App):
     eventpro_settings: Settings
 
     async def on_start(self) -> None:
+        self._drop_agents_not_run()
         await super().on_start()
         from eventpro.agents.topic_setup import ensure_topics, required_topics
 
         wanted = required_topics(self.eventpro_settings, self.tables.values())
         await ensure_topics(self.eventpro_settings, wanted)
+
+    def _drop_agents_not_run(self) -> None:
+        """Leave out the agents ``EVENTPRO_AGENTS`` does not name (before they subscribe)."""
+        dropped = [name for name in self.agents if not self.eventpro_settings.runs_agent(name)]
+        for name in dropped:
+            del self.agents[name]
+        if dropped:
+            logger.warning(
+                "EVENTPRO_AGENTS=%s: not running %s",
+                self.eventpro_settings.agents,
+                ", ".join(dropped),
+            )
 
     def _new_transport(self) -> TransportT:
         """Kafka URLs get :class:`~eventpro.transport.EventProTransport`; others Faust's own."""

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = (
+    "AGENT_GROUPS",
     "KafkaSaslMechanism",
     "KafkaSecurityProtocol",
     "ProcessingGuarantee",
@@ -24,6 +25,10 @@ __all__ = (
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+AGENT_GROUPS: tuple[str, ...] = ("inventory", "payments", "notifications", "analytics", "retry")
+"""What ``EVENTPRO_AGENTS`` may name: the third part of an agent's name
+(``eventpro.agents.<group>[.<topic>]``); ``retry`` covers every retry-topic agent."""
 
 
 class Settings(BaseSettings):
@@ -80,6 +85,12 @@ class Settings(BaseSettings):
     rocksdb_block_cache_mb: int = Field(
         8, ge=1, description="RocksDB read cache (MiB) of each table partition's store."
     )
+    agents: str = Field(
+        "",
+        description="Comma-separated agents this worker runs (inventory, payments, "
+        "notifications, analytics, retry); empty = all. For benchmarks and debugging: every "
+        "worker of one app id must run the same set, or partitions go unconsumed.",
+    )
     log_level: str = "WARNING"
     # Deployment and security (docs/operations.md, docs/security.md). Secrets default to ""
     # (unset) and can come from a file instead (``*_file``), e.g. a Docker/Kubernetes secret.
@@ -110,6 +121,22 @@ class Settings(BaseSettings):
         if "://" not in value:
             value = f"kafka://{value}"
         return value
+
+    @field_validator("agents")
+    @classmethod
+    def _known_agents(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = sorted(set(names) - set(AGENT_GROUPS))
+        if unknown:
+            raise ValueError(f"unknown agents {unknown}; choose from {', '.join(AGENT_GROUPS)}")
+        return ",".join(names)
+
+    def runs_agent(self, agent_name: str) -> bool:
+        """Whether this worker runs the agent named ``eventpro.agents.<group>[...]``."""
+        if not self.agents:
+            return True
+        parts = agent_name.split(".")
+        return len(parts) > 2 and parts[2] in self.agents.split(",")
 
     def topic_name(self, name: str) -> str:
         """The full topic name for one of EventPro's logical topics."""

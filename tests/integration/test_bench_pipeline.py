@@ -1,7 +1,8 @@
 """The pipeline benchmark runs end to end at the tiny scale, and every phase keeps the invariants.
 
-Not a timed test: it proves the harness works (broker, EventPro workers per record and
-batched, naive baseline, load generator, report files), whatever the figures are.
+Not a timed test: it proves the harness works (broker, inventory-only EventPro workers per
+record and batched, a full-saga worker, naive baseline, load generator, report files),
+whatever the figures are.
 """
 
 from __future__ import annotations
@@ -26,13 +27,22 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
         assert results[stage]["peak_rss_mb"] > 0
         assert results[stage]["invariants"]["no_oversell"] is True
         assert results[stage]["invariants"]["one_outcome_per_request"] is True
+    # phase 1 ran the inventory agent alone (as the baseline decides alone); phase 2 all agents
+    assert results["reservation_stage"]["agents"] == "inventory"
+    assert results["reservation_stage"]["saga_records"] == 0
+    assert results["reservation_stage_per_record"]["saga_records"] == 0
+    with_saga = results["reservation_stage_with_saga"]
+    assert with_saga["decided"] == scale.requests
+    assert with_saga["invariants"]["ok"] is True
+    assert with_saga["saga_records"] > 0
+    assert results["full_saga"]["available"] is True
+    assert results["full_saga"]["confirmed"] > 0
     assert results["ratio_eventpro_to_baseline"] > 0
     assert results["ratio_batched_to_per_record"] > 0
     assert [entry["offered_per_s"] for entry in results["latency"]] == list(scale.latency_rates)
     assert all(entry["invariants"]["ok"] for entry in results["latency"])
     # each rate starts on a worker with no lag left (a finite wait, not the timeout's nan)
     assert all(0 <= entry["settle_s"] < 300 for entry in results["latency"])
-    assert results["full_saga"]["available"] in (True, False)
     assert data["machine"]["versions"]["faust-streaming"]
 
     markdown = (tmp_path / "pipeline-tiny.md").read_text()
@@ -42,3 +52,4 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert "batched / per record:" in markdown
     assert data["command"] == f"python -m bench.pipeline --scale tiny --out {tmp_path}"
     assert "| naive Faust baseline |" in markdown
+    assert "| EventPro, batched, saga running beside it |" in markdown
