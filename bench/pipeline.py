@@ -24,8 +24,8 @@ WARNING) on a temporary directory and measures, on the same machine:
    same requests, and the ratio EventPro/baseline.
 
 Every phase checks the invariants (no oversell, one outcome per request). Writes
-``pipeline-<scale>.md`` and ``pipeline-<scale>.json`` (``--profile-worker`` adds a py-spy
-profile of the worker during phase 1, if py-spy is installed).
+``pipeline-<scale>.md`` and ``pipeline-<scale>.json`` (``--profile-worker`` adds py-spy
+profiles of the workers of phases 1 and 2, if py-spy is installed).
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ SAGA_PREFIX = "saga-"
 STAGE_AGENTS = "inventory"
 """``EVENTPRO_AGENTS`` of the phase-1 workers: the reservation stage alone, like the baseline."""
 SAGA_TOPICS = (PAYMENTS, ORDERS, NOTIFICATIONS)
+PROFILES = {"stage": "phase 1, the reservation stage", "saga": "phase 2, the full saga"}
+"""py-spy profiles ``--profile-worker`` takes: ``<name>-profile.txt``, what they cover."""
 """What the saga's agents write; empty after a phase-1 run proves only the stage ran."""
 DEFAULT_BATCH_SIZE = 1000
 """``EVENTPRO_INVENTORY_BATCH_SIZE`` of the batched ("after") worker unless --batch-size says."""
@@ -343,7 +345,7 @@ async def _stage(
     reservations = f"{prefix}{RESERVATIONS}"
     done = await _wait_for_records(bootstrap, reservations, len(plan.requests), scale.timeout)
     cpu1, broker_cpu1 = process_cpu_seconds(pid), process_cpu_seconds(broker.pid or 0)
-    if profiler is not None:
+    if profiler is not None and not saga:
         _stop_profiler(profiler)
     saga_records = await _records_on(bootstrap, [f"{prefix}{t}" for t in SAGA_TOPICS])
     tracker = OutcomeTracker(plan)
@@ -374,6 +376,8 @@ async def _stage(
         )
         saga_result = await _saga(reader, tracker, pid, cpu0, scale) if saga else None
     finally:
+        if profiler is not None and saga:
+            _stop_profiler(profiler)
         await reader.stop()
     return stage, saga_result
 
@@ -664,6 +668,7 @@ async def _saga_and_latency(
     scale: Scale,
     run_id: str,
     skip: frozenset[str],
+    profile_out: Path | None,
 ) -> dict[str, Any]:
     """Phases 2 and 3 on one worker running every agent (the default batch size).
 
@@ -701,7 +706,7 @@ async def _saga_and_latency(
                 prefix=SAGA_PREFIX,
                 scale=scale,
                 saga=True,
-                profile_out=None,
+                profile_out=profile_out,
             )
             results["reservation_stage_with_saga"] = asdict(stage)
             results["full_saga"] = asdict(saga) if saga else None
@@ -719,6 +724,10 @@ async def _saga_and_latency(
     return results
 
 
+def _profile_path(profile_dir: Path | None, name: str) -> Path | None:
+    return None if profile_dir is None else profile_dir / f"{name}-profile.txt"
+
+
 def _ratio(numerator: float, denominator: float) -> float:
     if not denominator or math.isnan(denominator) or math.isnan(numerator):
         return math.nan
@@ -728,11 +737,13 @@ def _ratio(numerator: float, denominator: float) -> float:
 async def run_benchmark(
     scale_name: str,
     base: Path,
-    profile_out: Path | None,
+    profile_dir: Path | None,
     skip: frozenset[str] = frozenset(),
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
     """The phases not in ``skip`` (``saga``, ``latency``, ``per-record``) on a fresh broker.
+
+    With ``profile_dir``, phases 1 and 2 write py-spy profiles there (see :data:`PROFILES`).
 
     ``batch_size`` is the batched worker's ``EVENTPRO_INVENTORY_BATCH_SIZE``; the per-record
     phase always runs with 1.
@@ -777,11 +788,15 @@ async def run_benchmark(
             EVENTPRO_PREFIX,
             scale,
             agents=STAGE_AGENTS,
-            profile_out=profile_out,
+            profile_out=_profile_path(profile_dir, "stage"),
         )
         results["reservation_stage"] = asdict(stage)
         print(f"phase 1: {stage.requests_per_s:,.0f} requests/s", flush=True)
-        results.update(await _saga_and_latency(bootstrap, broker, base, scale, run_id, skip))
+        results.update(
+            await _saga_and_latency(
+                bootstrap, broker, base, scale, run_id, skip, _profile_path(profile_dir, "saga")
+            )
+        )
         naive_plan = build_plan(_phase1_spec(scale, run_id))
         print(f"phase 4: naive baseline on {len(naive_plan.sends):,} submissions", flush=True)
         await _preproduce(bootstrap, NAIVE_PREFIX, naive_plan)
@@ -924,16 +939,15 @@ def render_markdown(data: dict[str, Any]) -> str:
             )
             + " |"
         )
-    if data.get("profile"):
+    for name, profile in (data.get("profiles") or {}).items():
         lines += [
             "",
-            "## Where the worker's time goes (py-spy, phase 1)",
+            f"## Where the worker's time goes (py-spy, {PROFILES[name]})",
             "",
             "| function | self % | total % |",
             "|---|---:|---:|",
         ]
-        lines += [f"| `{name}` | {own} | {tot} |" for name, own, tot in data["profile"]]
-    if data.get("profile_inclusive"):
+        lines += [f"| `{func}` | {own} | {tot} |" for func, own, tot in profile["self"]]
         lines += [
             "",
             "Inclusive time of EventPro, Faust and Kafka-client functions (% of samples):",
@@ -941,7 +955,7 @@ def render_markdown(data: dict[str, Any]) -> str:
             "| function | total % |",
             "|---|---:|",
         ]
-        lines += [f"| `{name}` | {tot} |" for name, tot in data["profile_inclusive"]]
+        lines += [f"| `{func}` | {tot} |" for func, tot in profile["inclusive"]]
     m = data["machine"]
     if data.get("note"):
         lines += ["", f"Note: {data['note']}"]
@@ -962,7 +976,7 @@ def write_report(
     out: Path,
     scale_name: str,
     results: dict[str, Any],
-    profile: Path | None,
+    profile_dir: Path | None,
     skip: frozenset[str] = frozenset(),
     argv: list[str] | None = None,
 ) -> Path:
@@ -976,8 +990,11 @@ def write_report(
         "machine": machine_facts(),
         "results": results,
         "skipped": sorted(skip),
-        "profile": summarise_profile(profile) if profile and profile.exists() else None,
-        "profile_inclusive": inclusive_profile(profile) if profile and profile.exists() else None,
+        "profiles": {
+            name: {"self": summarise_profile(raw), "inclusive": inclusive_profile(raw)}
+            for name in PROFILES
+            if (raw := _profile_path(profile_dir, name)) is not None and raw.exists()
+        },
     }
     (out / f"pipeline-{scale_name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     md = out / f"pipeline-{scale_name}.md"
@@ -992,7 +1009,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--profile-worker",
         action="store_true",
-        help="py-spy the batched EventPro worker during phase 1 (needs py-spy).",
+        help="py-spy the batched EventPro worker of phase 1 and the worker of phase 2 "
+        "(needs py-spy); raw profiles go to <out>/pipeline-<scale>-<stage|saga>-profile.txt.",
     )
     parser.add_argument(
         "--skip",
@@ -1012,13 +1030,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        profile = Path(tmp) / "worker-profile.txt" if args.profile_worker else None
+        profile_dir = Path(tmp) if args.profile_worker else None
         results = asyncio.run(
-            run_benchmark(args.scale, Path(tmp), profile, skip, batch_size=args.batch_size)
+            run_benchmark(args.scale, Path(tmp), profile_dir, skip, batch_size=args.batch_size)
         )
-        md = write_report(args.out, args.scale, results, profile, skip, argv)
-        if profile is not None and profile.exists():
-            shutil.copy(profile, args.out / f"pipeline-{args.scale}-profile.txt")
+        md = write_report(args.out, args.scale, results, profile_dir, skip, argv)
+        for name in PROFILES:
+            raw = _profile_path(profile_dir, name)
+            if raw is not None and raw.exists():
+                shutil.copy(raw, args.out / f"pipeline-{args.scale}-{name}-profile.txt")
     print(md.read_text())
     if not results["invariants_ok"]:
         raise SystemExit("invariants violated; see the report")
