@@ -36,6 +36,7 @@ import faust
 from aiokafka.structs import RecordMetadata
 from faust.types.enums import ProcessingGuarantee
 
+from eventpro.topics import partition_for_key
 from eventpro.transport import EventProProducer
 
 __all__ = ("BatchProducer", "RecordBatches", "SentCounter", "batch_producer")
@@ -158,13 +159,16 @@ async def _by_partition(
     """``records`` grouped by topic partition, in order; a record without a partition gets
     the one its key hashes to."""
     grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
-    known: set[str] = set()
+    counts: dict[str, int] = {}
     for topic, partition, key, value in records:
         if partition is None:
-            if topic not in known:
-                await producer.partitions_for(topic)  # waits for the topic's metadata
-                known.add(topic)
-            partition = producer._partition(topic, None, None, None, key, value)
+            count = counts.get(topic)
+            if count is None:  # waits for the topic's metadata
+                count = counts[topic] = len(await producer.partitions_for(topic))
+            if key is None:
+                partition = producer._partition(topic, None, None, None, key, value)
+            else:  # the client's default partitioner, memoised
+                partition = partition_for_key(key, count)
         where = (topic, partition)
         group = grouped.get(where)
         if group is None:

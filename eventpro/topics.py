@@ -8,6 +8,7 @@ each belongs to the same worker. :func:`partition_for_key` is that partitioner, 
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -194,8 +195,12 @@ def murmur2(data: bytes) -> int:
     return h - 0x100000000 if h & 0x80000000 else h
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition_for_key(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks: ``toPositive(murmur2(key)) % n``.
+
+    Memoised: records are keyed by event id, so a few keys come back for every record (pure
+    Python murmur2 is the slow part).
 
     :raises ValueError: ``partitions < 1``.
     """
