@@ -81,9 +81,9 @@ SAGA_PREFIX = "saga-"
 STAGE_AGENTS = "inventory"
 """``EVENTPRO_AGENTS`` of the phase-1 workers: the reservation stage alone, like the baseline."""
 SAGA_TOPICS = (PAYMENTS, ORDERS, NOTIFICATIONS)
+"""What the saga's agents write; empty after a phase-1 run proves only the stage ran."""
 PROFILES = {"stage": "phase 1, the reservation stage", "saga": "phase 2, the full saga"}
 """py-spy profiles ``--profile-worker`` takes: ``<name>-profile.txt``, what they cover."""
-"""What the saga's agents write; empty after a phase-1 run proves only the stage ran."""
 DEFAULT_BATCH_SIZE = 1000
 """``EVENTPRO_INVENTORY_BATCH_SIZE`` of the batched ("after") worker unless --batch-size says."""
 NAIVE_PREFIX = "naive-"
