@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     inventory_batch_within_ms: float = Field(
         20.0, ge=0.1, description="How long a batch waits to fill: the latency batching adds."
     )
+    inventory_batch_behind_ms: float = Field(
+        250.0,
+        ge=0.1,
+        description="How long a batch waits to fill when a full batch already waits in the "
+        "partitions (a backlog): bigger batches, fewer per-batch costs.",
+    )
     producer_buffer_messages: int = Field(
         0,
         ge=0,

@@ -12,9 +12,11 @@ be decoded or applied goes to the ``dlq`` topic with its reason, error, coordina
 original bytes, and processing continues; an agent never crashes on a record.
 
 Batching: with ``EVENTPRO_INVENTORY_BATCH_SIZE`` > 1 (the default) the agent takes up to that
-many records at a time (``take_events``; a batch waits at most
-``EVENTPRO_INVENTORY_BATCH_WITHIN_MS`` to fill, the latency it adds) and decides them over a
-write-back overlay of the tables (:class:`~eventpro.tables.batching.WriteBackState`): each
+many records at a time (:func:`~eventpro.agents.batches.take_batches`: a batch waits at most
+``EVENTPRO_INVENTORY_BATCH_WITHIN_MS`` to fill, the latency it adds, or
+``EVENTPRO_INVENTORY_BATCH_BEHIND_MS`` when a full batch already waits in the partitions) and
+decides them over a write-back overlay of the tables
+(:class:`~eventpro.tables.batching.WriteBackState`): each
 record is decided with its own record as Faust's current event, so it reads its own
 partition's store and sees the earlier writes still in the overlay; each dirty key is
 written once per batch, in the context of a record of its own partition (so on that
@@ -42,8 +44,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 
+from eventpro.agents.batches import take_batches
 from eventpro.agents.channels import declare_topics, inventory_input, ticks_topic
 from eventpro.agents.output import Outbox, emit, persisted, withhold_acks
 from eventpro.agents.pipeline import BatchFinisher
@@ -67,6 +70,7 @@ from eventpro.topics import DLQ
 
 __all__ = (
     "AGENT_NAME",
+    "BATCH_BEHIND_SECONDS",
     "BATCH_SIZE",
     "BATCH_WITHIN_SECONDS",
     "DEFAULT_BATCH_SIZE",
@@ -103,6 +107,8 @@ BATCH_SIZE = _settings.inventory_batch_size or DEFAULT_BATCH_SIZE
 """Records per batch (``EVENTPRO_INVENTORY_BATCH_SIZE``); 1 runs the per-record path."""
 BATCH_WITHIN_SECONDS = _settings.inventory_batch_within_ms / 1000.0
 """How long a batch waits to fill (``EVENTPRO_INVENTORY_BATCH_WITHIN_MS``): latency it adds."""
+BATCH_BEHIND_SECONDS = _settings.inventory_batch_behind_ms / 1000.0
+"""How long a batch waits to fill under a backlog (``EVENTPRO_INVENTORY_BATCH_BEHIND_MS``)."""
 PIPELINE_DEPTH = 2
 """Decided batches that may wait for their last write steps behind the one being finished."""
 PRODUCER_BUFFER_MESSAGES = _settings.producer_buffer_messages or max(100, 4 * BATCH_SIZE)
@@ -280,7 +286,7 @@ async def decide_batch(events: Sequence[EventT]) -> DecidedBatch:
 
     Every record is decided in its own context (current event), so reads go to its
     partition's store and see earlier batches' writes that are still pending. Each record
-    is held unacknowledged until :func:`finish_batch` (``take_events`` acks on its own).
+    is held unacknowledged until :func:`finish_batch` (``take_batches`` acks on its own).
     """
     global _overlay_rebalances
     rebalances = pending_recount.rebalances
@@ -373,7 +379,7 @@ async def handle_batch(events: Sequence[EventT]) -> list[str]:
 async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
     """Decide every ticket request and expire holds; yields a label per record or batch.
 
-    Batched (``take_events``), at least once: the agent decides a batch and writes its
+    Batched (``take_batches``), at least once: the agent decides a batch and writes its
     claims, then hands it to :data:`finisher` and takes the next; the finisher writes the
     rest and acknowledges the records. Exactly once, each batch is finished here.
     """
@@ -385,7 +391,13 @@ async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
                 yield await handle_event(event)
         return
     try:
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+        async for events in take_batches(
+            stream,
+            BATCH_SIZE,
+            BATCH_WITHIN_SECONDS,
+            behind_within=BATCH_BEHIND_SECONDS,
+            lag=_records_after,
+        ):
             async with commit_gate.processing():
                 try:
                     if EXACTLY_ONCE:
@@ -408,6 +420,11 @@ async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
                 yield _summary(labels)
     finally:
         await finisher.stop()
+
+
+def _records_after(tp: TP, offset: int) -> int:
+    """Records waiting in ``tp`` after ``offset``, from the consumer's last fetch."""
+    return int(app.consumer.highwater(tp)) - offset - 1
 
 
 def _size_producer_buffer() -> None:

@@ -185,7 +185,8 @@ class Outbox:
 
 
 def withhold_acks(events: Sequence[EventT]) -> None:
-    """Make sure ``events`` are never marked safe to commit (``take_events`` acks on close).
+    """Make sure ``events`` are never marked safe to commit (``take_events`` and
+    ``take_batches`` ack them when their loop body ends).
 
     A message marked acked without its final ack never reaches the consumer's committable
     offsets, so the partition's committed offset stays below the failed batch; the consumer
