@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         "worker of one app id must run the same set, or partitions go unconsumed.",
     )
     log_level: str = "WARNING"
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="The worker's event loop: uvloop (faster scheduling and sockets; falls back "
+        "to asyncio where it is not installed) or asyncio's own.",
+    )
     # Deployment and security (docs/operations.md, docs/security.md). Secrets default to ""
     # (unset) and can come from a file instead (``*_file``), e.g. a Docker/Kubernetes secret.
     web_advertised_host: str = Field(

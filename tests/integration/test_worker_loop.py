@@ -1,0 +1,12 @@
+"""The worker runs on the event loop its settings name (uvloop by default)."""
+
+from __future__ import annotations
+
+from support.cluster import WorkerFactory
+
+
+def test_a_worker_runs_on_uvloop_by_default(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(EVENTPRO_LOG_LEVEL="INFO")
+    log = worker.log_path.read_text(errors="replace")
+    assert "worker ready at" in log
+    assert "on uvloop.Loop" in log, worker.log_tail()
