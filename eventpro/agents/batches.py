@@ -23,10 +23,19 @@ from typing import Any
 import faust
 from faust.types import TP, EventT
 
-__all__ = ("Lag", "take_batches")
+__all__ = ("Lag", "consumer_lag", "take_batches")
 
 Lag = Callable[[TP, int], int]
 """How many records wait in a partition after an offset (``0`` if unknown)."""
+
+
+def consumer_lag(app: faust.App) -> Lag:
+    """The :data:`Lag` ``app``'s consumer knows: the high watermark of its last fetch."""
+
+    def records_after(tp: TP, offset: int) -> int:
+        return int(app.consumer.highwater(tp)) - offset - 1
+
+    return records_after
 
 
 async def take_batches(

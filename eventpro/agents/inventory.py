@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import TP, EventT
+from faust.types import EventT
 
-from eventpro.agents.batches import take_batches
+from eventpro.agents.batches import consumer_lag, take_batches
 from eventpro.agents.channels import declare_topics, inventory_input, ticks_topic
 from eventpro.agents.output import Outbox, emit, persisted, withhold_acks
 from eventpro.agents.pipeline import BatchFinisher
@@ -396,7 +396,7 @@ async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
             BATCH_SIZE,
             BATCH_WITHIN_SECONDS,
             behind_within=BATCH_BEHIND_SECONDS,
-            lag=_records_after,
+            lag=consumer_lag(app),
         ):
             async with commit_gate.processing():
                 try:
@@ -420,11 +420,6 @@ async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
                 yield _summary(labels)
     finally:
         await finisher.stop()
-
-
-def _records_after(tp: TP, offset: int) -> int:
-    """Records waiting in ``tp`` after ``offset``, from the consumer's last fetch."""
-    return int(app.consumer.highwater(tp)) - offset - 1
 
 
 def _size_producer_buffer() -> None:

@@ -5,9 +5,10 @@ Reads ``reservations`` (``RequestRejected``, ``SeatsReleased``) and ``orders``
 ``notifications-sent`` table (``event_id/request_id`` -> notification_id), co-partitioned with
 those topics and written only by this agent (concurrency 1). See :mod:`eventpro.notify`.
 
-Records are handled in batches (``take_events``): up to
+Records are handled in batches (:func:`~eventpro.agents.batches.take_batches`): up to
 ``EVENTPRO_NOTIFICATIONS_MAX_IN_FLIGHT`` per batch, waiting at most
-``EVENTPRO_NOTIFICATIONS_BATCH_WITHIN_MS`` to fill. A batch's notifications are sent at once;
+``EVENTPRO_NOTIFICATIONS_BATCH_WITHIN_MS`` to fill (``EVENTPRO_NOTIFICATIONS_BATCH_BEHIND_MS``
+when a full batch already waits in the partitions). A batch's notifications are sent at once;
 then their dedup keys and ``NotificationSent`` records leave as one Kafka batch per partition
 (:class:`~eventpro.agents.output.Outbox`), and the batch is acknowledged only after the broker
 acknowledged them. Handled one record at a time, notifying cost ~400 µs of CPU each, a fifth
@@ -30,6 +31,7 @@ from collections.abc import AsyncIterator, Sequence
 import faust
 from faust.types import EventT
 
+from eventpro.agents.batches import consumer_lag, take_batches
 from eventpro.agents.channels import declare_topics, notifications_input, orders_topic
 from eventpro.agents.output import (
     Outbox,
@@ -53,6 +55,7 @@ from eventpro.tables.stores import store_options
 
 __all__ = (
     "AGENT_NAME",
+    "BATCH_BEHIND_SECONDS",
     "BATCH_SIZE",
     "BATCH_WITHIN_SECONDS",
     "NOTIFICATIONS_TABLE",
@@ -75,6 +78,9 @@ BATCH_SIZE = _payment_settings.notifications_max_in_flight
 """Records per batch, so at most this many notifications are sent at once."""
 BATCH_WITHIN_SECONDS = _payment_settings.notifications_batch_within_ms / 1000.0
 """How long a batch waits to fill (``EVENTPRO_NOTIFICATIONS_BATCH_WITHIN_MS``)."""
+BATCH_BEHIND_SECONDS = _payment_settings.notifications_batch_behind_ms / 1000.0
+"""How long a batch waits to fill when a full batch waits in the partitions
+(``EVENTPRO_NOTIFICATIONS_BATCH_BEHIND_MS``)."""
 
 
 notifications_table = gathering_table(
@@ -120,7 +126,7 @@ Due = tuple[EventT, Envelope, Notification]
 async def notify_batch(events: Sequence[EventT]) -> Counter[str]:
     """Notify for a batch of records; returns how many records ended how.
 
-    The batch's records are acknowledged by ``take_events`` afterwards, unless
+    The batch's records are acknowledged by ``take_batches`` afterwards, unless
     :func:`~eventpro.agents.output.withhold_acks` kept them (their output could not be sent).
     """
     labels: Counter[str] = Counter()
@@ -218,7 +224,13 @@ async def _deliver(due: list[Due], letters: list[tuple[EventT, RawOutgoing]]) ->
 async def notifications_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
     """Send one notification per terminal outcome, a batch at a time; yields a summary."""
     await declare_topics()
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+    async for events in take_batches(
+        stream,
+        BATCH_SIZE,
+        BATCH_WITHIN_SECONDS,
+        behind_within=BATCH_BEHIND_SECONDS,
+        lag=consumer_lag(app),
+    ):
         async with commit_gate.processing():
             labels = await notify_batch(events)
         yield ", ".join(f"{n} {label}" for label, n in sorted(labels.items()))

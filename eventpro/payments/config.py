@@ -64,6 +64,12 @@ class PaymentSettings(BaseSettings):
         gt=0,
         description="How long a notifications batch waits to fill: the latency it adds.",
     )
+    notifications_batch_behind_ms: float = Field(
+        250.0,
+        gt=0,
+        description="How long a notifications batch waits to fill when a full batch already "
+        "waits in the partitions (a backlog): fewer, larger batches.",
+    )
     retry_delays_ms: tuple[int, ...] = Field(
         RETRY_DELAYS_MS, description="Backoff before each retry topic's attempt (JSON list)."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -12,7 +13,7 @@ import pytest
 from faust.types import TP
 from support.waiting import wait_for
 
-from eventpro.agents.batches import take_batches
+from eventpro.agents.batches import consumer_lag, take_batches
 
 _app_ids = itertools.count()
 
@@ -129,3 +130,11 @@ async def test_bad_arguments_are_refused(max_: int, within: float, behind_within
                     take_batches(stream, max_, within, behind_within=behind_within, lag=lag_of(0))
                 )
             )
+
+
+def test_consumer_lag_counts_the_records_after_an_offset_up_to_the_high_watermark() -> None:
+    highwaters = {TP("requests", 0): 100, TP("requests", 1): 7}
+    app = SimpleNamespace(consumer=SimpleNamespace(highwater=highwaters.__getitem__))
+    lag = consumer_lag(app)  # type: ignore[arg-type]
+    assert lag(TP("requests", 0), 89) == 10  # offsets 90..99 wait
+    assert lag(TP("requests", 1), 6) == 0
