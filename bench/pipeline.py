@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.metadata
 import json
 import logging
@@ -138,6 +137,29 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout the benchmark runs from."""
+
+
+def source_commit(root: Path = REPO_ROOT) -> str:
+    """The commit of the checkout at ``root``, ``-dirty`` if tracked files differ from it.
+
+    Reports already in ``bench/results`` do not count: a run writing there would otherwise
+    call the next run's code dirty.
+    """
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    try:
+        commit = git("describe", "--always")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if changed else commit
+
+
 def machine_facts() -> dict[str, Any]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -148,23 +170,13 @@ def machine_facts() -> dict[str, Any]:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             mem_kb = int(line.split()[1])
-    commit = "unknown"
-    root = Path(__file__).resolve().parent.parent
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "eventpro_commit": commit,
+        "eventpro_commit": source_commit(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "versions": {
             dist: _version(dist)
@@ -603,7 +615,7 @@ def _naive_worker(bootstrap: str, base: Path) -> ManagedProcess:
         ready_prefix=READY_PREFIX,
         log_path=base / "naive.log",
         env=env,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO_ROOT,
     )
     proc.name = "naive baseline"
     return proc
