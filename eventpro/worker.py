@@ -131,10 +131,12 @@ def run_worker(
     event_loop = use_event_loop(settings.event_loop)
 
     from eventpro.app import app, worker_datadir
+    from eventpro.tables.stores import remove_retired_stores
 
     worker_datadir(settings).mkdir(parents=True, exist_ok=True)
     app.finalize()
     discard_untrusted_tables(settings, Path(app.conf.tabledir))
+    remove_retired_stores(Path(app.conf.tabledir))
     app.discover()
     worker = _EventProWorker(
         app,

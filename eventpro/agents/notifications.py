@@ -101,7 +101,9 @@ notifications_table = gathering_table(
         retention=_settings.dedup_ttl_seconds,
         internal=True,
     ),
-    options=store_options(),
+    # Forgotten locally after the changelog's retention too; a TTL store needs a new name.
+    store_name=f"{NOTIFICATIONS_TABLE}-ttl",
+    options=store_options(_settings.dedup_ttl_seconds),
     help="event_id/request_id -> notification_id: requests already notified",
 )
 notifications_table.key_serializer = "raw"

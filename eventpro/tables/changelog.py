@@ -18,7 +18,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import faust
-from faust.types import TP
+from faust.types import TP, StoreT
+from yarl import URL
 
 from eventpro.produce import RecordBatches
 
@@ -45,7 +46,22 @@ def gathering_table(app: faust.App, name: str, **kwargs: Any) -> GatheringTable:
 
 
 class GatheringTable(faust.Table):  # type: ignore[misc]
-    """A ``faust.Table`` whose changelog records :func:`gathering` can take over."""
+    """A ``faust.Table`` whose changelog records :func:`gathering` can take over.
+
+    :param store_name: the name of its RocksDB files when it is not the table's (a store whose
+        format changed gets a new name; see :mod:`eventpro.tables.stores`).
+    """
+
+    def __init__(self, app: faust.App, *, store_name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.store_name = store_name
+
+    def _new_store(self) -> StoreT:
+        # Decided when the store opens, not at import: tests switch the app to memory://.
+        store = URL(str(self._store or self.app.conf.store))
+        if self.store_name is not None and store.scheme == "rocksdb" and not store.path:
+            return self._new_store_by_url(store / self.store_name)
+        return super()._new_store()
 
     def on_key_set(self, key: Any, value: Any) -> None:
         batches = _gathered.get()

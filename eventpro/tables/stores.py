@@ -5,19 +5,45 @@ defaults give each one 64 MiB memtables (up to 3) and a 2 GiB block cache: a wor
 then grows with the data written, by up to gigabytes. EventPro bounds both per store
 (``EVENTPRO_ROCKSDB_WRITE_BUFFER_MB``, ``EVENTPRO_ROCKSDB_BLOCK_CACHE_MB``); older data lives
 in the stores' files on disk.
+
+A table whose changelog forgets keys after a retention also opens its store with that TTL, so
+RocksDB's compactions drop them locally. A store cannot switch to a TTL in place (RocksDB's
+TTL stores append a timestamp to every value and would misread values written without one), so
+such a table gets a store of another name (``store_name`` of
+:class:`~eventpro.tables.changelog.GatheringTable`) and the files of its
+earlier store are deleted at worker start (:func:`remove_retired_stores`); the new store is
+rebuilt from the changelog like any empty one.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 from eventpro.app import app
 from eventpro.settings import get_settings
 
-__all__ = ("MAX_WRITE_BUFFERS", "store_options")
+__all__ = (
+    "MAX_WRITE_BUFFERS",
+    "RETIRED_STORES",
+    "remove_retired_stores",
+    "store_options",
+)
+
+logger = logging.getLogger(__name__)
 
 MAX_WRITE_BUFFERS = 2
 """Memtables a store keeps: one taking writes, one being flushed to disk."""
+
+RETIRED_STORES: tuple[str, ...] = ("notifications-sent",)
+"""Store names an earlier EventPro wrote that no table opens any more (``notifications-sent``
+had no TTL; its table now uses ``notifications-sent-ttl``)."""
+
+_STORE_FILES = re.compile(r"(?P<name>.+)-(?:\d+\.db|backups)")
+"""A table store's files in the tabledir: ``<name>-<partition>.db`` and ``<name>-backups``."""
 
 
 def store_options(ttl_seconds: float | None = None) -> dict[str, Any]:
@@ -34,3 +60,25 @@ def store_options(ttl_seconds: float | None = None) -> dict[str, Any]:
     if ttl_seconds is not None:
         options["ttl"] = int(ttl_seconds)
     return options
+
+
+def remove_retired_stores(tabledir: Path) -> list[Path]:
+    """Delete the files of :data:`RETIRED_STORES` in ``tabledir``; returns what was deleted.
+
+    Run before the tables open (worker start): their tables rebuild the replacements from
+    the changelogs.
+    """
+    if not tabledir.is_dir():
+        return []
+    removed = []
+    for path in sorted(tabledir.iterdir()):
+        match = _STORE_FILES.fullmatch(path.name)
+        if match is None or match["name"] not in RETIRED_STORES:
+            continue
+        logger.info("removing %s: a table store no table opens any more", path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed

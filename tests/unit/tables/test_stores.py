@@ -1,4 +1,4 @@
-"""Store options: every table's RocksDB store has bounded memtables and read cache."""
+"""Table stores: bounded memtables and read cache, their names, and retired stores removed."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import faust
 import pytest
 from faust.stores.rocksdb import RocksDBOptions
 
 from eventpro.app import app
 from eventpro.settings import get_settings
 from eventpro.tables import stores
+from eventpro.tables.changelog import gathering_table
 
 
 @pytest.fixture()
@@ -63,3 +65,34 @@ def test_a_store_opened_with_the_options_has_their_memory_bounds(
 def test_in_memory_tables_take_no_store_options(store_url: None) -> None:
     _set_store("memory://")
     assert stores.store_options(ttl_seconds=60) == {}
+
+
+@pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
+def test_a_store_name_names_the_files_of_a_rocksdb_table(tmp_path: Path, store: str) -> None:
+    other = faust.App("store-name", broker="kafka://127.0.0.1:1", store=store, tabledir=tmp_path)
+    renamed = gathering_table(other, "sent", store_name="sent-ttl", partitions=2)
+    plain = gathering_table(other, "statuses", partitions=2)
+    if store == "memory://":
+        assert type(renamed.data) is type(plain.data)
+        assert not hasattr(renamed.data, "partition_path")
+        return
+    assert renamed.data.partition_path(1) == tmp_path / "sent-ttl-1.db"
+    assert plain.data.partition_path(1) == tmp_path / "statuses-1.db"
+
+
+def test_only_the_retired_stores_files_are_removed(tmp_path: Path) -> None:
+    retired = ["notifications-sent-0.db", "notifications-sent-11.db", "notifications-sent-backups"]
+    kept = [
+        "notifications-sent-ttl-0.db",
+        "notifications-sent-ttl-backups",
+        "inventory-0.db",
+        "request-status-3.db",
+    ]
+    for name in [*retired, *kept]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "CURRENT").write_text("MANIFEST-1\n")
+    removed = stores.remove_retired_stores(tmp_path)
+    assert sorted(path.name for path in removed) == sorted(retired)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
+    assert stores.remove_retired_stores(tmp_path) == []  # nothing left to remove
+    assert stores.remove_retired_stores(tmp_path / "missing") == []
