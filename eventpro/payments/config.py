@@ -48,6 +48,12 @@ class PaymentSettings(BaseSettings):
         description="Let user_id prefixes force outcomes (decline*, transient*, flaky*, hang*, "
         "slow*): deterministic failure injection for tests and demos.",
     )
+    gateway_idempotency_window_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        description="How long the simulated gateway remembers an idempotency key (bounds "
+        "its memory); a charge repeated later is a new charge.",
+    )
     payment_timeout_seconds: float = Field(
         5.0, gt=0, description="A gateway call taking longer is a transient failure (retried)."
     )

@@ -25,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -165,6 +166,8 @@ class GatewayOptions:
     :param slow_ms: latency of a ``slow*`` customer.
     :param seed: RNG seed; ``None`` is random.
     :param scripted: honour the customer-id prefixes of the module docstring.
+    :param idempotency_window_seconds: how long a key's result is kept (payment providers
+        keep idempotency keys for a day, too): a call with the key after that charges anew.
     """
 
     latency_distribution: LatencyDistribution = "uniform"
@@ -177,6 +180,7 @@ class GatewayOptions:
     slow_ms: float = 1000.0
     seed: int | None = None
     scripted: bool = True
+    idempotency_window_seconds: float = 86_400.0
 
     @classmethod
     def from_settings(cls, settings: PaymentSettings) -> GatewayOptions:
@@ -190,6 +194,7 @@ class GatewayOptions:
             timeout_rate=settings.gateway_timeout_rate,
             seed=settings.gateway_seed,
             scripted=settings.gateway_scripted,
+            idempotency_window_seconds=settings.gateway_idempotency_window_seconds,
         )
 
 
@@ -202,6 +207,26 @@ class _Ledger:
         default_factory=weakref.WeakValueDictionary
     )
     """A key's lock lives while a call holds or awaits it, not for the life of the ledger."""
+    written: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(``"charge"`` or ``"refund"``, key) -> when it was last written, oldest first."""
+
+    def touch(self, kind: str, key: str, now: float) -> None:
+        """Note that ``key``'s entry was written at ``now`` (moves it to the newest end)."""
+        self.written.pop((kind, key), None)
+        self.written[(kind, key)] = now
+
+    def forget_before(self, cutoff: float) -> None:
+        """Drop the entries last written before ``cutoff`` (amortised O(1) per entry)."""
+        while self.written:
+            (kind, key), at = next(iter(self.written.items()))
+            if at >= cutoff:
+                return
+            del self.written[(kind, key)]
+            if kind == "refund":
+                self.refunds.pop(key, None)
+            else:
+                self.charges.pop(key, None)
+                self.attempts.pop(key, None)
 
 
 def _flaky_failures(customer_id: str) -> int:
@@ -217,13 +242,19 @@ class SimulatedGateway:
     """An in-memory :class:`PaymentGateway` with latency, declines, errors and timeouts.
 
     Its idempotency ledger lives in this process: a record redelivered to another worker
-    process would be charged there again. A real gateway keeps that ledger on its side.
+    process would be charged there again. A real gateway keeps that ledger on its side. It
+    keeps each key for ``idempotency_window_seconds``, so its memory stays bounded.
+
+    :param clock: seconds on a monotonic clock (tests pass their own).
     """
 
-    def __init__(self, options: GatewayOptions | None = None) -> None:
+    def __init__(
+        self, options: GatewayOptions | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.options = options or GatewayOptions()
         self._rng = random.Random(self.options.seed)
         self._ledger = _Ledger()
+        self._clock = clock
         self.calls = 0
 
     @property
@@ -272,13 +303,18 @@ class SimulatedGateway:
     def _attempt(self, key: str) -> int:
         attempt = self._ledger.attempts.get(key, 0) + 1
         self._ledger.attempts[key] = attempt
+        self._ledger.touch("charge", key, self._clock())
         return attempt
+
+    def _forget_old_keys(self) -> None:
+        self._ledger.forget_before(self._clock() - self.options.idempotency_window_seconds)
 
     async def charge(
         self, *, idempotency_key: str, amount_cents: int, customer_id: str, correlation_id: str = ""
     ) -> ChargeResult:
         """Charge once per key (see :class:`PaymentGateway`)."""
         self.calls += 1
+        self._forget_old_keys()
         async with self._lock(idempotency_key):
             known = self._ledger.charges.get(idempotency_key)
             if known is not None:
@@ -315,7 +351,8 @@ class SimulatedGateway:
                     idempotency_key, ChargeStatus.CAPTURED, amount_cents, payment_id=payment_id
                 )
             self._ledger.charges[idempotency_key] = result
-            del self._ledger.attempts[idempotency_key]  # settled: no attempt counts any more
+            self._ledger.touch("charge", idempotency_key, self._clock())
+            self._ledger.attempts.pop(idempotency_key, None)  # settled: no attempt counts
             hangs = script == "hang" or (
                 random_outcomes and result.captured and self._rng.random() < opts.timeout_rate
             )
@@ -335,6 +372,7 @@ class SimulatedGateway:
     ) -> RefundResult:
         """Refund once per key (see :class:`PaymentGateway`)."""
         self.calls += 1
+        self._forget_old_keys()
         async with self._lock(f"refund/{idempotency_key}"):
             known = self._ledger.refunds.get(idempotency_key)
             if known is not None:
@@ -349,6 +387,7 @@ class SimulatedGateway:
                 amount_cents,
             )
             self._ledger.refunds[idempotency_key] = result
+            self._ledger.touch("refund", idempotency_key, self._clock())
             logger.debug(
                 "simulated refund %s %d cents correlation_id=%s",
                 idempotency_key,

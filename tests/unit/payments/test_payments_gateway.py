@@ -154,3 +154,49 @@ async def test_latency_distributions_stay_at_or_above_the_minimum(distribution: 
     if distribution == "fixed":
         assert set(samples) == {0.002}
     assert gateway._latency_seconds("slow-1") == 1.0
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_keys_are_forgotten_after_the_idempotency_window() -> None:
+    """The ledger is bounded by the window: a long run's memory does not grow with its
+    charges, and a key used within the window still charges once."""
+    clock = _Clock()
+    gateway = SimulatedGateway(GatewayOptions(**FAST, idempotency_window_seconds=60), clock=clock)
+    first = await gateway.charge(idempotency_key="old", amount_cents=100, customer_id="u")
+    with pytest.raises(TransientPaymentError):
+        await gateway.charge(idempotency_key="stuck", amount_cents=1, customer_id="transient")
+    await gateway.refund(idempotency_key="old", payment_id="p", amount_cents=100)
+    clock.now += 40
+    again = await gateway.charge(idempotency_key="old", amount_cents=100, customer_id="u")
+    assert again == first  # within the window: the first result
+    await gateway.charge(idempotency_key="newer", amount_cents=7, customer_id="u")
+    clock.now += 30  # "old", "stuck" and the refund are 70 s old, "newer" 30 s
+    await gateway.charge(idempotency_key="newest", amount_cents=9, customer_id="u")
+    assert list(gateway.charges) == ["newer", "newest"]
+    assert gateway.refunds == {}
+    assert gateway._ledger.attempts == {}  # the unsettled key's count went with it
+    assert len(gateway._ledger.written) == 2
+    assert gateway.captured_cents == 16
+    # After the window, the key is a new charge (a provider that forgot it charges again).
+    await gateway.charge(idempotency_key="old", amount_cents=100, customer_id="u")
+    assert list(gateway.charges) == ["newer", "newest", "old"]
+
+
+async def test_a_long_run_keeps_only_the_windows_keys() -> None:
+    clock = _Clock()
+    gateway = SimulatedGateway(GatewayOptions(**FAST, idempotency_window_seconds=10), clock=clock)
+    for i in range(1_000):
+        clock.now += 1
+        await gateway.charge(idempotency_key=f"res-{i}", amount_cents=1, customer_id="u")
+    kept = [f"res-{i}" for i in range(989, 1_000)]  # written at most 10 s ago
+    assert list(gateway.charges) == kept
+    assert len(gateway._ledger.written) == len(kept)
