@@ -31,6 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from eventpro.monitoring.lag import consumer_lag
+from eventpro.tables.stores import stored_keys
 
 __all__ = ("LATENCY_BUCKETS", "EventProSensor", "count_sent", "quantile")
 
@@ -94,7 +95,7 @@ class _StateCollector(Collector):
         yield lag
         for name, table in sorted(app.tables.items()):
             try:
-                sizes.add_metric([name], len(table.data))
+                sizes.add_metric([name], stored_keys(table.data))
             except Exception as exc:  # store closed or not opened yet
                 logger.debug("no size for table %s: %r", name, exc)
         yield sizes

@@ -27,10 +27,12 @@ from eventpro.app import app
 from eventpro.settings import get_settings
 
 __all__ = (
+    "COUNTED_UP_TO",
     "MAX_WRITE_BUFFERS",
     "RETIRED_STORES",
     "remove_retired_stores",
     "store_options",
+    "stored_keys",
 )
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ MAX_WRITE_BUFFERS = 2
 RETIRED_STORES: tuple[str, ...] = ("notifications-sent",)
 """Store names an earlier EventPro wrote that no table opens any more (``notifications-sent``
 had no TTL; its table now uses ``notifications-sent-ttl``)."""
+
+COUNTED_UP_TO = 10_000
+"""Partitions estimated to hold at most this many keys are counted exactly (~4 ms at most)."""
 
 _STORE_FILES = re.compile(r"(?P<name>.+)-(?:\d+\.db|backups)")
 """A table store's files in the tabledir: ``<name>-<partition>.db`` and ``<name>-backups``."""
@@ -60,6 +65,29 @@ def store_options(ttl_seconds: float | None = None) -> dict[str, Any]:
     if ttl_seconds is not None:
         options["ttl"] = int(ttl_seconds)
     return options
+
+
+def stored_keys(store: Any) -> int:
+    """How many keys ``store`` (a table's ``data``) holds for this worker's active
+    partitions, without reading them all.
+
+    Faust's ``len`` of a RocksDB store reads every key, on the event loop: ~70 ms per 200,000
+    keys, at every Prometheus scrape, while decisions wait. A partition whose RocksDB estimate
+    (``rocksdb.estimate-num-keys``, read in microseconds) is above :data:`COUNTED_UP_TO` is
+    reported as that estimate; smaller ones are counted, because the estimate undercounts
+    after deletes are flushed (holds are deleted all the time). Other stores are counted.
+    """
+    if not getattr(store, "use_rocksdict", False):
+        return len(store)
+    keys = 0
+    for db in store._dbs_for_actives():
+        estimate = db.property_int_value("rocksdb.estimate-num-keys") or 0
+        if estimate > COUNTED_UP_TO:
+            keys += estimate - (store.offset_key in db)  # not Faust's offset record
+        else:
+            offset_key = store.offset_key  # Rdict has no __iter__: keys() is the key iterator
+            keys += sum(1 for key in db.keys() if key != offset_key)  # noqa: SIM118
+    return keys
 
 
 def remove_retired_stores(tabledir: Path) -> list[Path]:

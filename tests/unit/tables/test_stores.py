@@ -10,6 +10,7 @@ from pathlib import Path
 import faust
 import pytest
 from faust.stores.rocksdb import RocksDBOptions
+from rocksdict import Options, Rdict
 
 from eventpro.app import app
 from eventpro.settings import get_settings
@@ -96,3 +97,49 @@ def test_only_the_retired_stores_files_are_removed(tmp_path: Path) -> None:
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
     assert stores.remove_retired_stores(tmp_path) == []  # nothing left to remove
     assert stores.remove_retired_stores(tmp_path / "missing") == []
+
+
+class _Store:
+    """The parts of Faust's RocksDB store :func:`stores.stored_keys` reads."""
+
+    use_rocksdict = True
+    offset_key = b"__faust\0offset__"
+
+    def __init__(self, actives: list[Rdict]) -> None:
+        self.actives = actives
+
+    def _dbs_for_actives(self) -> list[Rdict]:
+        return self.actives
+
+
+@pytest.mark.parametrize("counted_up_to", [10_000, 100])
+def test_stored_keys_of_active_partitions_without_the_offset_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted_up_to: int
+) -> None:
+    """Counted or estimated (above ``counted_up_to``), the same number while the keys are in
+    the memtable; counted again when deletes made the estimate small."""
+    monkeypatch.setattr(stores, "COUNTED_UP_TO", counted_up_to)
+    first = Rdict(str(tmp_path / "t-0.db"), options=Options(raw_mode=True))
+    second = Rdict(str(tmp_path / "t-1.db"), options=Options(raw_mode=True))
+    standby = Rdict(str(tmp_path / "t-2.db"), options=Options(raw_mode=True))
+    try:
+        for i in range(3_000):
+            first[f"e/{i}".encode()] = b"v"
+        first[_Store.offset_key] = b"2999"
+        for i in range(50):
+            second[f"e/{i}".encode()] = b"v"  # no offset record yet
+        standby[b"x"] = b"v"
+        store = _Store([first, second])
+        assert stores.stored_keys(store) == 3_050
+        for i in range(0, 3_000, 2):
+            del first[f"e/{i}".encode()]
+        first.flush()  # RocksDB's estimate is now far too low; the keys are counted
+        assert first.property_int_value("rocksdb.estimate-num-keys") < 1_500
+        assert stores.stored_keys(store) == 1_550
+    finally:
+        for db in (first, second, standby):
+            db.close()
+
+
+def test_other_stores_are_counted() -> None:
+    assert stores.stored_keys({"a": 1, "b": 2}) == 2
