@@ -20,6 +20,8 @@ WARNING) on a temporary directory and measures, on the same machine:
 3. decision latency p50/p95/p99 at fixed offered rates (full/small: 1k, 5k, 10k requests/s),
    produced by the load generator while phase 2's worker runs; each rate starts once the
    worker's consumer group has no lag left from the phases before it (the wait is reported);
+   before phase 3, phase 2's worker is scraped like Prometheus does (``GET /metrics``, timed
+   with the table keys it reports);
 4. the naive per-record Faust implementation of stage 1 (:mod:`bench.baseline_naive`) on the
    same requests, and the ratio EventPro/baseline.
 
@@ -50,6 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
@@ -86,6 +89,8 @@ PROFILES = {"stage": "phase 1, the reservation stage", "saga": "phase 2, the ful
 DEFAULT_BATCH_SIZE = 1000
 """``EVENTPRO_INVENTORY_BATCH_SIZE`` of the batched ("after") worker unless --batch-size says."""
 NAIVE_PREFIX = "naive-"
+METRICS_SCRAPES = 10
+"""Timed ``GET /metrics`` calls on phase 2's worker."""
 SAGA_START_GRACE_S = 20.0
 """Without any OrderConfirmed this long after the last decision, the saga is "not available"."""
 
@@ -692,6 +697,7 @@ async def _saga_and_latency(
         "full_saga": None,
         "latency": [],
         "eventpro_worker_peak_rss_mb": None,
+        "metrics_scrape": None,
     }
     if {"saga", "latency"} <= skip:
         return results
@@ -722,6 +728,7 @@ async def _saga_and_latency(
             )
             results["reservation_stage_with_saga"] = asdict(stage)
             results["full_saga"] = asdict(saga) if saga else None
+            results["metrics_scrape"] = await _metrics_scrapes(worker.url)
         for rate in () if "latency" in skip else scale.latency_rates:
             settled = await _wait_until_settled(bootstrap, group, SETTLE_TIMEOUT_S)
             print(f"phase 3: latency at {rate:,} requests/s offered", flush=True)
@@ -734,6 +741,32 @@ async def _saga_and_latency(
     finally:
         worker.stop(timeout=15)
     return results
+
+
+async def _metrics_scrapes(url: str) -> dict[str, Any]:
+    """Time :data:`METRICS_SCRAPES` ``GET /metrics`` on a worker: a Prometheus scrape runs on
+    the worker's event loop, so decisions wait while it is served."""
+    timings = []
+    body = ""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        for _ in range(METRICS_SCRAPES):
+            start = time.perf_counter()
+            async with http.get(f"{url}/metrics") as response:
+                response.raise_for_status()
+                body = await response.text()
+            timings.append((time.perf_counter() - start) * 1000)
+    keys = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("eventpro_table_keys{")
+    )
+    timings.sort()
+    return {
+        "scrapes": len(timings),
+        "median_ms": round(timings[len(timings) // 2], 2),
+        "max_ms": round(timings[-1], 2),
+        "table_keys": int(keys),
+    }
 
 
 def _profile_path(profile_dir: Path | None, name: str) -> Path | None:
@@ -920,6 +953,16 @@ def render_markdown(data: dict[str, Any]) -> str:
             "Phase 2's worker (every agent): seconds from the first decision to the last "
             "OrderConfirmed; CPU from ready until then.",
         ]
+        scrape = r.get("metrics_scrape")
+        if scrape:
+            lines += [
+                "",
+                f"A Prometheus scrape of this worker afterwards (`GET /metrics`, "
+                f"{scrape['table_keys']:,} table keys reported): median "
+                f"{_fmt(scrape['median_ms'], '.1f')} ms, max {_fmt(scrape['max_ms'], '.1f')} ms "
+                f"over {scrape['scrapes']} scrapes; the worker's event loop serves it between "
+                "decisions.",
+            ]
     else:
         lines.append(saga["note"] if saga else "not measured in this run (--skip saga)")
     lines += [

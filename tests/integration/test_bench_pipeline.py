@@ -38,6 +38,10 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert results["full_saga"]["available"] is True
     assert results["full_saga"]["confirmed"] > 0
     assert results["ratio_eventpro_to_baseline"] > 0
+    scrape = results["metrics_scrape"]
+    assert scrape["scrapes"] == 10 and 0 < scrape["median_ms"] <= scrape["max_ms"]
+    # request-status alone holds a key per request (the other tables more)
+    assert scrape["table_keys"] > scale.requests
     assert results["ratio_batched_to_per_record"] > 0
     assert [entry["offered_per_s"] for entry in results["latency"]] == list(scale.latency_rates)
     assert all(entry["invariants"]["ok"] for entry in results["latency"])
@@ -53,3 +57,4 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert data["command"] == f"python -m bench.pipeline --scale tiny --out {tmp_path}"
     assert "| naive Faust baseline |" in markdown
     assert "| EventPro, batched, saga running beside it |" in markdown
+    assert "A Prometheus scrape of this worker afterwards" in markdown
