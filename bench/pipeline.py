@@ -20,8 +20,8 @@ WARNING) on a temporary directory and measures, on the same machine:
 3. decision latency p50/p95/p99 at fixed offered rates (full/small: 1k, 5k, 10k requests/s),
    produced by the load generator while phase 2's worker runs; each rate starts once the
    worker's consumer group has no lag left from the phases before it (the wait is reported);
-   before phase 3, phase 2's worker is scraped like Prometheus does (``GET /metrics``, timed
-   with the table keys it reports);
+   before phase 3, phase 2's worker, once idle, is scraped like Prometheus does
+   (``GET /metrics``, timed with the table keys it reports);
 4. the naive per-record Faust implementation of stage 1 (:mod:`bench.baseline_naive`) on the
    same requests, and the ratio EventPro/baseline.
 
@@ -728,6 +728,8 @@ async def _saga_and_latency(
             )
             results["reservation_stage_with_saga"] = asdict(stage)
             results["full_saga"] = asdict(saga) if saga else None
+            # On an idle worker: what the scrape itself costs, not the backlog's queueing.
+            await _wait_until_settled(bootstrap, group, SETTLE_TIMEOUT_S)
             results["metrics_scrape"] = await _metrics_scrapes(worker.url)
         for rate in () if "latency" in skip else scale.latency_rates:
             settled = await _wait_until_settled(bootstrap, group, SETTLE_TIMEOUT_S)
@@ -957,7 +959,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         if scrape:
             lines += [
                 "",
-                f"A Prometheus scrape of this worker afterwards (`GET /metrics`, "
+                f"A Prometheus scrape of this worker once idle (`GET /metrics`, "
                 f"{scrape['table_keys']:,} table keys reported): median "
                 f"{_fmt(scrape['median_ms'], '.1f')} ms, max {_fmt(scrape['max_ms'], '.1f')} ms "
                 f"over {scrape['scrapes']} scrapes; the worker's event loop serves it between "

@@ -57,4 +57,4 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert data["command"] == f"python -m bench.pipeline --scale tiny --out {tmp_path}"
     assert "| naive Faust baseline |" in markdown
     assert "| EventPro, batched, saga running beside it |" in markdown
-    assert "A Prometheus scrape of this worker afterwards" in markdown
+    assert "A Prometheus scrape of this worker once idle" in markdown

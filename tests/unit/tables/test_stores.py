@@ -112,7 +112,7 @@ class _Store:
         return self.actives
 
 
-@pytest.mark.parametrize("counted_up_to", [10_000, 100])
+@pytest.mark.parametrize("counted_up_to", [10_000, 100])  # 3,000 keys: counted, estimated
 def test_stored_keys_of_active_partitions_without_the_offset_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted_up_to: int
 ) -> None:
