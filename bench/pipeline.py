@@ -746,17 +746,33 @@ async def _saga_and_latency(
 
 
 async def _metrics_scrapes(url: str) -> dict[str, Any]:
-    """Time :data:`METRICS_SCRAPES` ``GET /metrics`` on a worker: a Prometheus scrape runs on
-    the worker's event loop, so decisions wait while it is served."""
-    timings = []
+    """Time :data:`METRICS_SCRAPES` ``GET /metrics`` on a worker, while ``GET /health`` is
+    asked back to back: a scrape runs on the worker's event loop, and the slowest health
+    answer is the longest the loop (and so every decision) waited meanwhile."""
+    timings: list[float] = []
+    health: list[float] = []
     body = ""
+    scraping = True
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-        for _ in range(METRICS_SCRAPES):
-            start = time.perf_counter()
-            async with http.get(f"{url}/metrics") as response:
-                response.raise_for_status()
-                body = await response.text()
-            timings.append((time.perf_counter() - start) * 1000)
+
+        async def ask_health() -> None:
+            while scraping:
+                start = time.perf_counter()
+                async with http.get(f"{url}/health") as response:
+                    await response.read()
+                health.append((time.perf_counter() - start) * 1000)
+
+        prober = asyncio.create_task(ask_health())
+        try:
+            for _ in range(METRICS_SCRAPES):
+                start = time.perf_counter()
+                async with http.get(f"{url}/metrics") as response:
+                    response.raise_for_status()
+                    body = await response.text()
+                timings.append((time.perf_counter() - start) * 1000)
+        finally:
+            scraping = False
+            await prober
     keys = sum(
         float(line.rsplit(" ", 1)[1])
         for line in body.splitlines()
@@ -768,6 +784,8 @@ async def _metrics_scrapes(url: str) -> dict[str, Any]:
         "median_ms": round(timings[len(timings) // 2], 2),
         "max_ms": round(timings[-1], 2),
         "table_keys": int(keys),
+        "health_answers": len(health),
+        "health_max_ms": round(max(health), 2) if health else None,
     }
 
 
@@ -962,8 +980,10 @@ def render_markdown(data: dict[str, Any]) -> str:
                 f"A Prometheus scrape of this worker once idle (`GET /metrics`, "
                 f"{scrape['table_keys']:,} table keys reported): median "
                 f"{_fmt(scrape['median_ms'], '.1f')} ms, max {_fmt(scrape['max_ms'], '.1f')} ms "
-                f"over {scrape['scrapes']} scrapes; the worker's event loop serves it between "
-                "decisions.",
+                f"over {scrape['scrapes']} scrapes. Meanwhile `GET /health`, asked back to back "
+                f"({scrape['health_answers']:,} times), took at most "
+                f"{_fmt(scrape['health_max_ms'], '.1f')} ms: the longest the worker's event "
+                "loop (and any decision) waited for a scrape.",
             ]
     else:
         lines.append(saga["note"] if saga else "not measured in this run (--skip saga)")

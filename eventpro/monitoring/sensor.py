@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from eventpro.monitoring.lag import consumer_lag
-from eventpro.tables.stores import stored_keys
+from eventpro.tables.stores import count_keys
 
 __all__ = ("LATENCY_BUCKETS", "EventProSensor", "count_sent", "quantile")
 
@@ -66,7 +66,8 @@ def quantile(values: Iterable[float], q: float) -> float | None:
 
 
 class _StateCollector(Collector):
-    """Gauges read at scrape time: consumer lag, table sizes, DLQ depth."""
+    """Gauges read at scrape time: consumer lag, and the table sizes
+    :meth:`EventProSensor.count_table_keys` counted for this scrape."""
 
     def __init__(self, sensor: EventProSensor) -> None:
         self.sensor = sensor
@@ -93,11 +94,8 @@ class _StateCollector(Collector):
         for row in consumer_lag(app):
             lag.add_metric([row.topic, str(row.partition)], row.lag)
         yield lag
-        for name, table in sorted(app.tables.items()):
-            try:
-                sizes.add_metric([name], stored_keys(table.data))
-            except Exception as exc:  # store closed or not opened yet
-                logger.debug("no size for table %s: %r", name, exc)
+        for name, keys in sorted(self.sensor.table_keys.items()):
+            sizes.add_metric([name], keys)
         yield sizes
 
 
@@ -123,6 +121,8 @@ class EventProSensor(faust.Sensor):
         self.recent_decisions: deque[float] = deque(maxlen=RECENT_LATENCIES)
         self.last_dlq_depth: int | None = None
         self.broker_error: str | None = None
+        self.table_keys: dict[str, int] = {}
+        """Keys per table at the last :meth:`count_table_keys` (``eventpro_table_keys``)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.records_processed = Counter(
@@ -168,6 +168,19 @@ class EventProSensor(faust.Sensor):
             registry=r,
         )
         r.register(_StateCollector(self))
+
+    async def count_table_keys(self) -> dict[str, int]:
+        """Count each table's keys for ``eventpro_table_keys``, before a scrape is rendered
+        (:func:`~eventpro.tables.stores.count_keys`: a chunk at a time, the agents run in
+        between)."""
+        counts = {}
+        for name, table in sorted(self.app.tables.items()):
+            try:
+                counts[name] = await count_keys(table.data)
+            except Exception as exc:  # store closed or not opened yet
+                logger.debug("no size for table %s: %r", name, exc)
+        self.table_keys = counts
+        return counts
 
     def on_stream_event_in(
         self, tp: TP, offset: int, stream: StreamT, event: EventT

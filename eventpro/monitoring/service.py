@@ -117,5 +117,7 @@ class MetricsView(web.View):
 
     async def get(self, request: web.Request) -> web.Response:
         """200 with every EventPro metric of this worker."""
-        body = generate_latest(install_sensor(self.app).registry)
+        target = install_sensor(self.app)
+        await target.count_table_keys()
+        body = generate_latest(target.registry)
         return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0], status=200)

@@ -42,6 +42,7 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert scrape["scrapes"] == 10 and 0 < scrape["median_ms"] <= scrape["max_ms"]
     # request-status alone holds a key per request (the other tables more)
     assert scrape["table_keys"] > scale.requests
+    assert scrape["health_answers"] > 0 and scrape["health_max_ms"] > 0
     assert results["ratio_batched_to_per_record"] > 0
     assert [entry["offered_per_s"] for entry in results["latency"]] == list(scale.latency_rates)
     assert all(entry["invariants"]["ok"] for entry in results["latency"])

@@ -138,3 +138,13 @@ def test_creating_the_sensor_opens_no_table_store() -> None:
     )
     assert sensor.registry is not None
     assert table._data is None  # the store is still created lazily, by the worker
+
+
+async def test_table_keys_are_counted_for_the_scrape() -> None:
+    sensor = make_sensor("metrics-table-keys")
+    table = sensor.app.Table("sizes", key_type=str, value_type=bytes, partitions=1)
+    table.data["a"] = b"1"
+    table.data["b"] = b"2"
+    assert value(sensor, "eventpro_table_keys", table="sizes") is None  # not counted yet
+    assert await sensor.count_table_keys() == {"sizes": 2}
+    assert value(sensor, "eventpro_table_keys", table="sizes") == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import warnings
 from collections.abc import Iterator
@@ -100,7 +101,7 @@ def test_only_the_retired_stores_files_are_removed(tmp_path: Path) -> None:
 
 
 class _Store:
-    """The parts of Faust's RocksDB store :func:`stores.stored_keys` reads."""
+    """The parts of Faust's RocksDB store :func:`stores.count_keys` reads."""
 
     use_rocksdict = True
     offset_key = b"__faust\0offset__"
@@ -112,34 +113,58 @@ class _Store:
         return self.actives
 
 
-@pytest.mark.parametrize("counted_up_to", [10_000, 100])  # 3,000 keys: counted, estimated
-def test_stored_keys_of_active_partitions_without_the_offset_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted_up_to: int
+def _db(path: Path, keys: int) -> Rdict:
+    db = Rdict(str(path), options=Options(raw_mode=True))
+    for i in range(keys):
+        db[f"e/{i:05}".encode()] = b"v"
+    return db
+
+
+async def test_keys_of_active_partitions_are_counted_in_chunks_between_loop_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Counted or estimated (above ``counted_up_to``), the same number while the keys are in
-    the memtable; counted again when deletes made the estimate small."""
-    monkeypatch.setattr(stores, "COUNTED_UP_TO", counted_up_to)
-    first = Rdict(str(tmp_path / "t-0.db"), options=Options(raw_mode=True))
-    second = Rdict(str(tmp_path / "t-1.db"), options=Options(raw_mode=True))
-    standby = Rdict(str(tmp_path / "t-2.db"), options=Options(raw_mode=True))
+    monkeypatch.setattr(stores, "COUNT_CHUNK", 100)
+    first, second, standby = (
+        _db(tmp_path / "0", 1_000),
+        _db(tmp_path / "1", 50),
+        _db(tmp_path / "2", 7),
+    )
+    first[_Store.offset_key] = b"999"  # Faust's offset record is not a key of the table
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    running = asyncio.create_task(other_task())
     try:
-        for i in range(3_000):
-            first[f"e/{i}".encode()] = b"v"
-        first[_Store.offset_key] = b"2999"
-        for i in range(50):
-            second[f"e/{i}".encode()] = b"v"  # no offset record yet
-        standby[b"x"] = b"v"
-        store = _Store([first, second])
-        assert stores.stored_keys(store) == 3_050
-        for i in range(0, 3_000, 2):
-            del first[f"e/{i}".encode()]
-        first.flush()  # RocksDB's estimate is now far too low; the keys are counted
-        assert first.property_int_value("rocksdb.estimate-num-keys") < 1_500
-        assert stores.stored_keys(store) == 1_550
+        for i in range(0, 1_000, 2):
+            del first[f"e/{i:05}".encode()]
+        first.flush()
+        assert await stores.count_keys(_Store([first, second])) == 550
+        assert turns >= 5  # 500 + 1 keys in chunks of 100: the loop ran in between
     finally:
+        running.cancel()
         for db in (first, second, standby):
             db.close()
 
 
-def test_other_stores_are_counted() -> None:
-    assert stores.stored_keys({"a": 1, "b": 2}) == 2
+async def test_a_store_closed_while_counting_stops_counting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebalance may close a partition's store between two chunks: it is not ours any more."""
+    monkeypatch.setattr(stores, "COUNT_CHUNK", 100)
+    revoked, kept = _db(tmp_path / "0", 1_000), _db(tmp_path / "1", 30)
+    counting = asyncio.create_task(stores.count_keys(_Store([revoked, kept])))
+    await asyncio.sleep(0)  # the first chunk of the first store is counted
+    revoked.close()
+    try:
+        assert await counting == 100 + 30
+    finally:
+        kept.close()
+
+
+async def test_other_stores_are_counted() -> None:
+    assert await stores.count_keys({"a": 1, "b": 2}) == 2
