@@ -949,8 +949,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"{stage.get('saga_records', 'n/a')}), like the baseline, which decides and nothing "
         "else; the *saga running* row is phase 2's worker, which runs every agent (payments, "
         "notifications and analytics share its CPU) and also serves phase 3. EventPro's "
-        "workers run on uvloop (`EVENTPRO_EVENT_LOOP`), the baseline on Faust's default "
-        "asyncio loop. Seconds are "
+        "workers run on uvloop (`EVENTPRO_EVENT_LOOP`) with a tuned garbage collector "
+        "(`EVENTPRO_GC_YOUNG_THRESHOLD`), the baseline on Faust's default asyncio loop and "
+        "Python's default collector. Seconds are "
         "first to last decision (outcome `occurred_at`); CPU is the worker process's "
         "user+system time from ready until all were decided.",
         "",

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         description="The worker's event loop: uvloop (faster scheduling and sockets; falls back "
         "to asyncio where it is not installed) or asyncio's own.",
     )
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=1,
+        description="Allocations between two collections of Python's youngest generation in "
+        "the worker (Python's default: 700).",
+    )
     # Deployment and security (docs/operations.md, docs/security.md). Secrets default to ""
     # (unset) and can come from a file instead (``*_file``), e.g. a Docker/Kubernetes secret.
     web_advertised_host: str = Field(

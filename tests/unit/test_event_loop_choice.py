@@ -1,15 +1,17 @@
-"""use_event_loop: which loop new event loops of the worker process are."""
+"""use_event_loop: which loop new event loops of the worker process are; the collector's
+tuning."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 
 import pytest
 import uvloop
 
 from eventpro.settings import Settings
-from eventpro.worker import use_event_loop
+from eventpro.worker import GC_OLDER_THRESHOLDS, tune_garbage_collector, use_event_loop
 
 
 @pytest.fixture()
@@ -45,3 +47,20 @@ def test_the_default_is_uvloop_and_unknown_loops_are_refused() -> None:
     assert Settings().event_loop == "uvloop"
     with pytest.raises(ValueError, match="event_loop"):
         Settings(event_loop="trio")  # type: ignore[arg-type]
+
+
+def test_the_collector_is_tuned_and_start_up_objects_frozen() -> None:
+    before = gc.get_threshold()
+    try:
+        assert tune_garbage_collector(12_345) == (12_345, *GC_OLDER_THRESHOLDS)
+        assert gc.get_threshold() == (12_345, *GC_OLDER_THRESHOLDS)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_the_young_threshold_must_be_positive() -> None:
+    assert Settings(gc_young_threshold=700).gc_young_threshold == 700
+    with pytest.raises(ValueError, match="gc_young_threshold"):
+        Settings(gc_young_threshold=0)
