@@ -17,6 +17,8 @@ WARNING) on a temporary directory and measures, on the same machine:
    reservation has its ``OrderConfirmed`` (simulated gateway at a fixed 5 ms), or "not
    available" when ``orders`` gets none; its decisions are reported too (the stage with the
    saga sharing the CPU);
+2b. the full saga again on two workers of one group (one per core, no standby replicas),
+   its requests produced once both hold their partitions;
 3. decision latency p50/p95/p99 at fixed offered rates (full/small: 1k, 5k, 10k requests/s),
    produced by the load generator while phase 2's worker runs; each rate starts once the
    worker's consumer group has no lag left from the phases before it (the wait is reported);
@@ -48,6 +50,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,13 @@ PROFILES = {"stage": "phase 1, the reservation stage", "saga": "phase 2, the ful
 DEFAULT_BATCH_SIZE = 1000
 """``EVENTPRO_INVENTORY_BATCH_SIZE`` of the batched ("after") worker unless --batch-size says."""
 NAIVE_PREFIX = "naive-"
+SCALED_PREFIX = "scaled-"
+SCALED_WORKERS = 2
+"""Workers of the scaled-out saga (phase 2b): one per core of the benchmark machine."""
+SCALED_STANDBY_REPLICAS = 0
+"""``EVENTPRO_TABLE_STANDBY_REPLICAS`` of phase 2b. With a standby (the default, 1) each worker
+also replays the other's changelogs; on two cores that halved what the second worker adds
+(experiment: saga 625 req/s with a standby, 941 without, one worker 453)."""
 METRICS_SCRAPES = 10
 """Timed ``GET /metrics`` calls on phase 2's worker."""
 SAGA_START_GRACE_S = 20.0
@@ -391,7 +401,11 @@ async def _stage(
             agents=agents,
             saga_records=saga_records,
         )
-        saga_result = await _saga(reader, tracker, pid, cpu0, scale) if saga else None
+        saga_result = (
+            await _saga(reader, tracker, lambda: process_cpu_seconds(pid) - cpu0, scale)
+            if saga
+            else None
+        )
     finally:
         if profiler is not None and saga:
             _stop_profiler(profiler)
@@ -400,7 +414,7 @@ async def _stage(
 
 
 async def _saga(
-    reader: OutcomeReader, tracker: OutcomeTracker, pid: int, cpu0: float, scale: Scale
+    reader: OutcomeReader, tracker: OutcomeTracker, cpu_used: Callable[[], float], scale: Scale
 ) -> SagaResult:
     """Read ``orders`` until every reservation is settled, or decide it is not available."""
     start = time.monotonic()
@@ -415,7 +429,7 @@ async def _saga(
             break
         if now - last_progress > 60.0:
             break
-    cpu = process_cpu_seconds(pid) - cpu0
+    cpu = cpu_used()
     summary = tracker.summary()
     confirmed = summary.finals.get("OrderConfirmed", 0)
     released = sum(v for k, v in summary.finals.items() if k.startswith("SeatsReleased"))
@@ -789,6 +803,93 @@ async def _metrics_scrapes(url: str) -> dict[str, Any]:
     }
 
 
+async def _group_settled(workers: list[WorkerProcess], seconds: float) -> bool:
+    """Whether every worker holds partitions and none is rebalancing within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while time.monotonic() < deadline:
+            states = []
+            for worker in workers:
+                try:
+                    async with http.get(f"{worker.url}/ready") as response:
+                        states.append(await response.json() if response.status == 200 else None)
+                except aiohttp.ClientError:
+                    states.append(None)
+            if all(s and s["assigned_partitions"] > 0 and not s["rebalancing"] for s in states):
+                return True
+            await asyncio.sleep(0.5)
+    return False
+
+
+async def _scaled_saga(bootstrap: str, base: Path, scale: Scale, run_id: str) -> dict[str, Any]:
+    """Phase 2b: the full saga on :data:`SCALED_WORKERS` workers of one consumer group.
+
+    The requests are produced once every worker holds its partitions (a rebalance in the
+    middle would stall them all), so the load generator shares the machine for their first
+    seconds; phase 2 pre-produces instead.
+    """
+    plan = build_plan(_phase1_spec(scale, run_id))
+    group = f"bench-scaled-{run_id}"
+    env = {
+        **_eventpro_env(group, SCALED_PREFIX),
+        "EVENTPRO_TABLE_STANDBY_REPLICAS": str(SCALED_STANDBY_REPLICAS),
+    }
+    workers = [
+        WorkerProcess(
+            broker=bootstrap,
+            web_port=free_port(),
+            data_dir=base / f"eventpro-scaled-{index}",
+            log_path=base / f"eventpro-scaled-{index}.log",
+            env=env,
+        )
+        for index in range(SCALED_WORKERS)
+    ]
+    print(
+        f"phase 2b: full saga on {SCALED_WORKERS} workers, {len(plan.sends):,} submissions",
+        flush=True,
+    )
+    await _create_topics(
+        bootstrap, [f"{SCALED_PREFIX}{TICKET_REQUESTS}", f"{SCALED_PREFIX}{RESERVATIONS}"]
+    )
+    try:
+        for worker in workers:
+            worker.start(timeout=180)
+        if not await _group_settled(workers, 120):
+            raise SystemExit(f"phase 2b: the {SCALED_WORKERS} workers never shared the partitions")
+        pids = [worker.pid or 0 for worker in workers]
+        cpu0 = sum(process_cpu_seconds(pid) for pid in pids)
+
+        def cpu_used() -> float:
+            return sum(process_cpu_seconds(pid) for pid in pids) - cpu0
+
+        await _preproduce(bootstrap, SCALED_PREFIX, plan)
+        reservations = f"{SCALED_PREFIX}{RESERVATIONS}"
+        await _wait_for_records(bootstrap, reservations, len(plan.requests), scale.timeout)
+        tracker = OutcomeTracker(plan)
+        topics = {reservations: PARTITIONS, f"{SCALED_PREFIX}{ORDERS}": PARTITIONS}
+        reader = OutcomeReader(bootstrap, topics, tracker)
+        await reader.start(from_offsets={})
+        try:
+            await reader.run_until(tracker.complete, scale.timeout)
+            summary = tracker.summary()
+            seconds = summary.decision_seconds()
+            decisions_per_s = round(summary.decided / seconds, 1) if seconds > 0 else math.nan
+            saga = await _saga(reader, tracker, cpu_used, scale)
+        finally:
+            await reader.stop()
+        return {
+            "workers": SCALED_WORKERS,
+            "standby_replicas": SCALED_STANDBY_REPLICAS,
+            "decided": summary.decided,
+            "decisions_per_s": decisions_per_s,
+            "peak_rss_mb": [round(peak_rss_mb(pid), 1) for pid in pids],
+            "saga": asdict(saga),
+        }
+    finally:
+        for worker in workers:
+            worker.stop(timeout=15)
+
+
 def _profile_path(profile_dir: Path | None, name: str) -> Path | None:
     return None if profile_dir is None else profile_dir / f"{name}-profile.txt"
 
@@ -806,7 +907,8 @@ async def run_benchmark(
     skip: frozenset[str] = frozenset(),
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
-    """The phases not in ``skip`` (``saga``, ``latency``, ``per-record``) on a fresh broker.
+    """The phases not in ``skip`` (``saga``, ``latency``, ``per-record``, ``scaled``) on a
+    fresh broker.
 
     With ``profile_dir``, phases 1 and 2 write py-spy profiles there (see :data:`PROFILES`).
 
@@ -862,6 +964,9 @@ async def run_benchmark(
                 bootstrap, broker, base, scale, run_id, skip, _profile_path(profile_dir, "saga")
             )
         )
+        results["scaled_saga"] = (
+            None if "scaled" in skip else await _scaled_saga(bootstrap, base, scale, run_id)
+        )
         naive_plan = build_plan(_phase1_spec(scale, run_id))
         print(f"phase 4: naive baseline on {len(naive_plan.sends):,} submissions", flush=True)
         await _preproduce(bootstrap, NAIVE_PREFIX, naive_plan)
@@ -885,6 +990,8 @@ async def run_benchmark(
     checks += [entry["invariants"] for entry in results["latency"]]
     if results["full_saga"] and results["full_saga"]["available"]:
         checks.append(results["full_saga"]["invariants"])
+    if results["scaled_saga"]:
+        checks.append(results["scaled_saga"]["saga"]["invariants"])
     results["invariants_ok"] = all(check["ok"] for check in checks)
     return results
 
@@ -909,7 +1016,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"Workload: {scale['requests']:,} ticket requests (+{scale['duplicate_rate']:.0%} "
         f"resubmissions) across {scale['events']} events of {scale['capacity']:,} seats, "
         "quantity mix 1:50,2:30,4:20, keyed by event_id, 4 partitions. Broker (embedded, "
-        "own process) and one worker process on this machine, EVENTPRO_LOG_LEVEL=WARNING.",
+        "own process) and one worker process on this machine (two in phase 2b), "
+        "EVENTPRO_LOG_LEVEL=WARNING.",
         "",
         f"Invariants (no oversell, one outcome per request) in every phase: "
         f"**{'ok' if r['invariants_ok'] else 'VIOLATED'}**",
@@ -988,6 +1096,30 @@ def render_markdown(data: dict[str, Any]) -> str:
             ]
     else:
         lines.append(saga["note"] if saga else "not measured in this run (--skip saga)")
+    scaled = r.get("scaled_saga")
+    lines += ["", "## 2b. Full saga, scaled out (one consumer group, one machine)", ""]
+    if scaled and scaled["saga"]["available"]:
+        scaled_saga = scaled["saga"]
+        lines += [
+            "| workers | standby replicas | decisions/s | requests/s | confirmed orders/s "
+            "| seconds | workers' CPU s | peak RSS MiB | status | invariants |",
+            "|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+            f"| {scaled['workers']} | {scaled['standby_replicas']} | "
+            f"{_fmt(scaled['decisions_per_s'])} | {_fmt(scaled_saga['requests_per_s'])} | "
+            f"{_fmt(scaled_saga['orders_per_s'])} | {_fmt(scaled_saga['seconds'], '.2f')} | "
+            f"{_fmt(scaled_saga['worker_cpu_s'], '.1f')} | "
+            f"{' / '.join(_fmt(v) for v in scaled['peak_rss_mb'])} | {scaled_saga['note']} | "
+            f"{'ok' if scaled_saga['invariants']['ok'] else 'VIOLATED'} |",
+            "",
+            "Phase 2's workload on several workers of one group (every agent in each, "
+            "partitions shared), the requests produced once every worker held its partitions; "
+            "no standby replicas (`EVENTPRO_TABLE_STANDBY_REPLICAS=0`): with one, each worker "
+            "also replays the other's changelogs. Same columns as phase 2; CPU is all workers'.",
+        ]
+    else:
+        lines.append(
+            scaled["saga"]["note"] if scaled else "not measured in this run (--skip scaled)"
+        )
     lines += [
         "",
         "## 3. Decision latency at fixed offered rates",
@@ -1095,7 +1227,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--skip",
         default="",
-        help="Comma-separated phases to leave out: saga, latency, per-record (for quick runs).",
+        help="Comma-separated phases to leave out: saga, latency, per-record, scaled (for "
+        "quick runs).",
     )
     parser.add_argument(
         "--batch-size",
@@ -1105,8 +1238,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     skip = frozenset(part.strip() for part in args.skip.split(",") if part.strip())
-    if not skip <= {"saga", "latency", "per-record"}:
-        parser.error(f"--skip takes saga, latency and/or per-record, got {args.skip!r}")
+    if not skip <= {"saga", "latency", "per-record", "scaled"}:
+        parser.error(f"--skip takes saga, latency, per-record and/or scaled, got {args.skip!r}")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:

@@ -38,6 +38,11 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert results["full_saga"]["available"] is True
     assert results["full_saga"]["confirmed"] > 0
     assert results["ratio_eventpro_to_baseline"] > 0
+    scaled = results["scaled_saga"]
+    assert scaled["workers"] == 2 and scaled["decided"] == scale.requests
+    assert scaled["saga"]["available"] is True and scaled["saga"]["confirmed"] > 0
+    assert scaled["saga"]["invariants"]["ok"] is True
+    assert len(scaled["peak_rss_mb"]) == 2 and all(rss > 0 for rss in scaled["peak_rss_mb"])
     scrape = results["metrics_scrape"]
     assert scrape["scrapes"] == 10 and 0 < scrape["median_ms"] <= scrape["max_ms"]
     # request-status alone holds a key per request (the other tables more)
@@ -59,3 +64,5 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert "| naive Faust baseline |" in markdown
     assert "| EventPro, batched, saga running beside it |" in markdown
     assert "A Prometheus scrape of this worker once idle" in markdown
+    assert "## 2b. Full saga, scaled out" in markdown
+    assert "| 2 | 0 |" in markdown
