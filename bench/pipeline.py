@@ -351,6 +351,20 @@ class SagaResult:
     invariants: dict[str, Any]
 
 
+async def _outcome_reader(
+    bootstrap: str, prefix: str, plan: LoadPlan, *, saga: bool
+) -> tuple[OutcomeTracker, OutcomeReader]:
+    """A started reader of ``plan``'s outcomes on ``<prefix>reservations`` (and ``orders``
+    with the saga), from the beginning, and the tracker it fills."""
+    tracker = OutcomeTracker(plan)
+    topics = {f"{prefix}{RESERVATIONS}": PARTITIONS}
+    if saga:
+        topics[f"{prefix}{ORDERS}"] = PARTITIONS
+    reader = OutcomeReader(bootstrap, topics, tracker)
+    await reader.start(from_offsets={})
+    return tracker, reader
+
+
 async def _stage(
     *,
     bootstrap: str,
@@ -375,12 +389,7 @@ async def _stage(
     if profiler is not None and not saga:
         _stop_profiler(profiler)
     saga_records = await _records_on(bootstrap, [f"{prefix}{t}" for t in SAGA_TOPICS])
-    tracker = OutcomeTracker(plan)
-    topics = {reservations: PARTITIONS}
-    if saga:
-        topics[f"{prefix}{ORDERS}"] = PARTITIONS
-    reader = OutcomeReader(bootstrap, topics, tracker)
-    await reader.start(from_offsets={})
+    tracker, reader = await _outcome_reader(bootstrap, prefix, plan, saga=saga)
     try:
         if done:
             await reader.run_until(tracker.complete, scale.timeout)
@@ -865,10 +874,7 @@ async def _scaled_saga(bootstrap: str, base: Path, scale: Scale, run_id: str) ->
         await _preproduce(bootstrap, SCALED_PREFIX, plan)
         reservations = f"{SCALED_PREFIX}{RESERVATIONS}"
         done = await _wait_for_records(bootstrap, reservations, len(plan.requests), scale.timeout)
-        tracker = OutcomeTracker(plan)
-        topics = {reservations: PARTITIONS, f"{SCALED_PREFIX}{ORDERS}": PARTITIONS}
-        reader = OutcomeReader(bootstrap, topics, tracker)
-        await reader.start(from_offsets={})
+        tracker, reader = await _outcome_reader(bootstrap, SCALED_PREFIX, plan, saga=True)
         try:
             if done:
                 await reader.run_until(tracker.complete, scale.timeout)
