@@ -8,6 +8,7 @@ port and data directory.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import select
@@ -19,9 +20,31 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ("ManagedProcess", "ProcessStartError", "WorkerProcess")
+__all__ = (
+    "THREAD_DUMP_SIGNAL",
+    "ManagedProcess",
+    "ProcessStartError",
+    "WorkerProcess",
+    "enable_thread_dumps",
+)
 
 logger = logging.getLogger(__name__)
+
+THREAD_DUMP_SIGNAL = signal.SIGQUIT
+"""``kill -QUIT <pid>`` makes a broker or worker write every thread's stack to its log."""
+
+DUMP_WAIT_SECONDS = 3.0
+"""How long :meth:`ManagedProcess.stop` lets a hung child write its stacks before SIGKILL."""
+
+
+def enable_thread_dumps() -> None:
+    """Make :data:`THREAD_DUMP_SIGNAL` write every thread's Python stack to stderr (the log).
+
+    Called by the broker and the worker at start. The dump is written from the C signal
+    handler, so it works when the event loop is blocked and no Python signal handler could
+    run (the case it is for: a process that ignores SIGTERM); the process goes on running.
+    """
+    faulthandler.register(THREAD_DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
 
 
 class ProcessStartError(RuntimeError):
@@ -36,6 +59,9 @@ class ManagedProcess:
     """
 
     name = "process"
+    dump_signals: tuple[signal.Signals, ...] = ()
+    """Signals that make the child write its stacks to its log before :meth:`stop` kills it
+    (none by default: SIGQUIT kills a process that did not call :func:`enable_thread_dumps`)."""
 
     def __init__(
         self,
@@ -123,10 +149,38 @@ class ManagedProcess:
             try:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                logger.warning("%s %d ignored SIGTERM; killing it", self.name, self._proc.pid)
+                logger.warning(
+                    "%s %d ignored SIGTERM; its stacks go to %s, then it is killed",
+                    self.name,
+                    self._proc.pid,
+                    self.log_path,
+                )
+                self._dump_stacks()
                 self._proc.kill()
                 self._proc.wait()
         return self._close()
+
+    def _dump_stacks(self) -> None:
+        """Ask a hung child for its thread stacks and wait until its log stops growing.
+
+        :data:`THREAD_DUMP_SIGNAL` dumps the threads even when the event loop is blocked;
+        SIGUSR1 makes a Faust worker whose loop still runs log its asyncio tasks too (mode's
+        handler). Bounded by :data:`DUMP_WAIT_SECONDS`.
+        """
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        for sig in self.dump_signals:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+        deadline = time.monotonic() + DUMP_WAIT_SECONDS
+        size = -1
+        while time.monotonic() < deadline and proc.poll() is None:
+            current = self.log_path.stat().st_size if self.log_path.exists() else 0
+            if current == size:
+                return
+            size = current
+            time.sleep(0.5)  # the log is quiet for this long once the dump is written
 
     def kill(self) -> int | None:
         """SIGKILL: no shutdown code runs, as in a crash."""
@@ -179,6 +233,7 @@ class WorkerProcess(ManagedProcess):
     """``eventpro worker`` as a child process, configured by ``EVENTPRO_*`` variables."""
 
     name = "worker"
+    dump_signals = (THREAD_DUMP_SIGNAL, signal.SIGUSR1)
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import faust
 
+from eventpro.processes import enable_thread_dumps
 from eventpro.settings import Settings, get_settings
 
 __all__ = (
@@ -173,6 +174,7 @@ def run_worker(
     remove_retired_stores(Path(app.conf.tabledir))
     app.discover()
     tune_garbage_collector(settings.gc_young_threshold)
+    enable_thread_dumps()
     worker = _EventProWorker(
         app,
         loglevel=settings.log_level,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from eventpro.broker.runner import READY_PREFIX
-from eventpro.processes import ManagedProcess, ProcessStartError
+from eventpro.processes import THREAD_DUMP_SIGNAL, ManagedProcess, ProcessStartError
 
 __all__ = ("BrokerProcess", "BrokerStartError")
 
@@ -24,6 +24,7 @@ class BrokerProcess(ManagedProcess):
     """A broker child process on one data directory; restarts reuse the first port it got."""
 
     name = "broker"
+    dump_signals = (THREAD_DUMP_SIGNAL,)
 
     def __init__(
         self,

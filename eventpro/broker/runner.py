@@ -14,6 +14,7 @@ from typing import Any
 from eventpro.broker.groups import GroupConfig
 from eventpro.broker.log import LogConfig
 from eventpro.broker.server import Broker, BrokerConfig
+from eventpro.processes import enable_thread_dumps
 
 __all__ = ("READY_PREFIX", "serve")
 
@@ -66,6 +67,7 @@ def serve(
         log=LogConfig(flush="fsync" if fsync else "os"),
         default_partitions=default_partitions,
     )
+    enable_thread_dumps()
     try:
         _run(_serve(config))
     except OSError as exc:
