@@ -3,11 +3,17 @@
 ``decode`` never raises anything but :class:`~eventpro.schemas.SchemaError`, so an agent can
 catch that one type and dead-letter the record. Plain functions, no Faust: the app registers
 them as a Faust codec.
+
+Several agents read the same records (``reservations`` and ``orders`` feed payments,
+notifications and analytics), so :func:`decode` remembers the envelopes of the last
+:data:`RECENT_DECODES` values: each record is parsed and validated once per worker, not once
+per agent. Envelopes are frozen, so sharing one is safe.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import orjson
@@ -18,7 +24,7 @@ from eventpro.schemas.errors import SchemaError, SchemaErrorReason
 from eventpro.schemas.events import EVENT_MODELS
 from eventpro.schemas.upcasting import upcast
 
-__all__ = ("EVENT_TYPES", "decode", "encode", "envelope_dict")
+__all__ = ("EVENT_TYPES", "RECENT_DECODES", "decode", "encode", "envelope_dict")
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +32,13 @@ EVENT_TYPES: dict[str, type[EventData]] = {model.EVENT_TYPE: model for model in 
 """event_type -> current payload model."""
 
 _DUMPS_OPTIONS = orjson.OPT_UTC_Z
+
+RECENT_DECODES = 4096
+"""Record values whose envelopes :func:`decode` keeps (a few MiB at most): enough for the
+records one fetch delivers to every agent that reads them."""
+
+_recent: dict[bytes, Envelope] = {}
+_recent_lock = threading.Lock()
 
 
 def envelope_dict(envelope: Envelope) -> dict[str, Any]:
@@ -56,12 +69,26 @@ def _validation_text(exc: ValidationError, prefix: str) -> str:
 
 
 def decode(raw: bytes | bytearray | memoryview | str) -> Envelope:
-    """Parse, upcast and validate one record value.
+    """Parse, upcast and validate one record value (the same envelope for a value decoded
+    recently).
 
     :raises SchemaError: invalid JSON, not an envelope object, unknown ``event_type``,
         unsupported ``schema_version``, or a field that fails validation (the message names
-        the field).
+        the field). Errors are not remembered: an unreadable value is read again each time.
     """
+    if type(raw) is not bytes:
+        return _decode(raw)
+    envelope = _recent.get(raw)
+    if envelope is None:
+        envelope = _decode(raw)
+        with _recent_lock:
+            _recent[raw] = envelope
+            if len(_recent) > RECENT_DECODES:
+                del _recent[next(iter(_recent))]  # the oldest: dicts keep insertion order
+    return envelope
+
+
+def _decode(raw: bytes | bytearray | memoryview | str) -> Envelope:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -312,3 +312,44 @@ def test_unreadable_records_raise_schema_error(
         decode(payload)
     assert info.value.reason is reason
     assert isinstance(info.value, EventProError)
+
+
+def test_a_value_decoded_again_gives_the_same_envelope_without_parsing_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eventpro.schemas import codec
+
+    raw = encode(Envelope.new(SAMPLES[2], source="test"))
+    first = decode(raw)
+    monkeypatch.setattr(codec.orjson, "loads", _never_called)
+    again = decode(bytes(bytearray(raw)))  # equal value, another object (another agent's copy)
+    assert again is first
+    with pytest.raises(AssertionError, match="parsed again"):
+        decode(bytearray(raw))  # not bytes: not remembered
+
+
+def test_an_unreadable_value_is_not_remembered() -> None:
+    raw = b'{"event_type": "NoSuchEvent"}'
+    for _ in range(2):
+        with pytest.raises(SchemaError) as caught:
+            decode(raw)
+        assert caught.value.reason is SchemaErrorReason.UNKNOWN_EVENT_TYPE
+
+
+def test_the_decode_memory_keeps_only_the_most_recent_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eventpro.schemas import codec
+
+    monkeypatch.setattr(codec, "RECENT_DECODES", 3)
+    monkeypatch.setattr(codec, "_recent", {})
+    values = [encode(Envelope.new(SAMPLES[1], source=f"test-{i}")) for i in range(5)]
+    envelopes = [decode(value) for value in values]
+    assert list(codec._recent) == values[2:]
+    assert decode(values[4]) is envelopes[4]
+    refreshed = decode(values[0])  # forgotten: parsed again, equal but new
+    assert refreshed == envelopes[0] and refreshed is not envelopes[0]
+
+
+def _never_called(raw: object) -> object:
+    raise AssertionError("parsed again")
