@@ -56,6 +56,12 @@
    a chaos run three request partitions stopped after a broker restart, with no warning,
    while every other partition went on). :meth:`EventProConsumer._read_stalled_again`.
 
+9. A worker whose membership is in doubt holds its batches. Heartbeats run in the consumer's
+   thread; a worker whose heartbeats stopped getting through went on processing the records it
+   had fetched, for partitions the group may have given to another worker meanwhile.
+   :class:`EventProConsumerThread` confirms :data:`eventpro.membership.group_lease` with every
+   heartbeat the coordinator accepts; see :mod:`eventpro.membership`.
+
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
 stay referenced but unacknowledged although every agent is idle (Faust issue #133 and
@@ -74,7 +80,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiokafka
@@ -86,6 +92,7 @@ from faust.types.tuples import FutureMessage
 from mode.utils.futures import notify
 
 from eventpro.commit_gate import GateTimeout, commit_gate
+from eventpro.membership import group_lease
 
 __all__ = (
     "EventProConsumer",
@@ -118,6 +125,9 @@ def wait_empty_limit(rebalance_timeout_s: float) -> float:
 
 class EventProConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer: gated exactly-once commits, a bounded ``wait_empty``."""
+
+    def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
+        return EventProConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -599,6 +609,35 @@ class EventProProducer(aiokafka_driver.Producer):
     def kafka_producer(self) -> aiokafka.AIOKafkaProducer | None:
         """The running Kafka client (not a transactional one), ``None`` until started."""
         return self._producer
+
+
+class EventProConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's Kafka consumer thread, confirming :data:`~eventpro.membership.group_lease` with
+    each heartbeat the coordinator accepts and each assignment."""
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        group_lease.start(float(self.app.conf.broker_session_timeout))
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if hasattr(coordinator, "_do_heartbeat"):
+            coordinator._do_heartbeat = _confirming(coordinator._do_heartbeat)  # type: ignore[union-attr]
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        group_lease.confirm(group_lease.now())
+        await super().on_partitions_assigned(assigned, generation_id)
+
+
+def _confirming(do_heartbeat: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[bool]]:
+    """aiokafka's heartbeat call, confirming the lease when the coordinator accepted it."""
+
+    async def heartbeat() -> bool:
+        sent_at = group_lease.now()
+        accepted = await do_heartbeat()
+        if accepted:
+            group_lease.confirm(sent_at)
+        return accepted
+
+    return heartbeat
 
 
 class EventProTransport(aiokafka_driver.Transport):

@@ -60,6 +60,7 @@ from eventpro.agents.saga import SagaInventoryProcessor
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.exceptions import EventProError
+from eventpro.membership import hold_while_in_doubt
 from eventpro.schemas import DeadLetter, Envelope, HoldExpiryTick, SchemaError, decode, encode
 from eventpro.settings import get_settings
 from eventpro.tables import HoldExpiryIndex, state
@@ -387,6 +388,9 @@ async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
     _size_producer_buffer()
     if BATCH_SIZE <= 1:
         async for event in stream.events():
+            if not await hold_while_in_doubt(app, [event], AGENT_NAME):
+                withhold_acks([event])
+                continue
             async with commit_gate.processing():
                 yield await handle_event(event)
         return
@@ -398,6 +402,9 @@ async def inventory_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
             behind_within=BATCH_BEHIND_SECONDS,
             lag=consumer_lag(app),
         ):
+            if not await hold_while_in_doubt(app, events, AGENT_NAME):
+                withhold_acks(events)
+                continue
             async with commit_gate.processing():
                 try:
                     if EXACTLY_ONCE:

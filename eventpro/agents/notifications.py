@@ -44,6 +44,7 @@ from eventpro.agents.payments import raw_record
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
 from eventpro.domain import request_key
+from eventpro.membership import hold_while_in_doubt
 from eventpro.notify import Notification, NotificationProcessor, NotificationSink, SimulatedSink
 from eventpro.payments import get_payment_settings
 from eventpro.retry import RawOutgoing, dead_letter_record
@@ -233,6 +234,9 @@ async def notifications_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str
         behind_within=BATCH_BEHIND_SECONDS,
         lag=consumer_lag(app),
     ):
+        if not await hold_while_in_doubt(app, events, AGENT_NAME):
+            withhold_acks(events)
+            continue
         async with commit_gate.processing():
             labels = await notify_batch(events)
         yield ", ".join(f"{n} {label}" for label, n in sorted(labels.items()))

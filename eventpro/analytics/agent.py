@@ -24,12 +24,14 @@ import faust
 from faust.types import EventT
 
 from eventpro.agents.channels import combined_input, orders_topic, reservations_topic
+from eventpro.agents.output import withhold_acks
 from eventpro.analytics.batching import BatchedAnalytics
 from eventpro.analytics.config import get_analytics_settings
 from eventpro.analytics.facts import fact_from
 from eventpro.analytics.tables import batched
 from eventpro.app import app
 from eventpro.commit_gate import commit_gate
+from eventpro.membership import hold_while_in_doubt
 from eventpro.monitoring.sensor import count_sent
 from eventpro.produce import RecordBatches, batch_producer
 from eventpro.schemas import SchemaError, decode
@@ -113,6 +115,9 @@ async def analytics_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[str]:
     """Count every outcome once; yields one label per batch."""
     within = _analytics.batch_within_ms / 1000.0
     async for events in stream.take_events(_analytics.batch_size, within=within):
+        if not await hold_while_in_doubt(app, events, AGENT_NAME):
+            withhold_acks(events)
+            continue
         async with commit_gate.processing():
             labels = await count_batch(events)
             yield ",".join(f"{label}:{n}" for label, n in sorted(labels.items()))

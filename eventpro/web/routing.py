@@ -5,7 +5,9 @@ owner of the key's partition, or answers from the local tables when that is this
 worker that left the group (after a broker restart its member id is unknown and it rejoins)
 keeps that old assignment until it is in the group again, so for a few seconds it would answer
 from tables nobody updates any more. :func:`owner_route` answers ``503`` with ``Retry-After``
-instead while this worker is rebalancing or recovering its tables.
+instead while this worker is rebalancing or recovering its tables, or while its group membership
+is in doubt (:mod:`eventpro.membership`: no heartbeat accepted for a while, so the group may
+have moved its partitions without it knowing).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 import faust
 from faust import web
 from faust.types import CollectionT
+
+from eventpro.membership import group_lease
 
 __all__ = ("RETRY_AFTER_SECONDS", "owner_route", "view_is_stale")
 
@@ -31,6 +35,9 @@ def view_is_stale(faust_app: faust.App) -> str | None:
         return "rebalancing"
     if faust_app.in_recovery or not faust_app.tables.recovery.completed.is_set():
         return "recovering tables from changelogs"
+    if group_lease.lapsed():
+        # Its tables may be frozen: the group may have given its partitions to another worker.
+        return f"out of touch with the group coordinator for {group_lease.unconfirmed_for():.0f} s"
     return None
 
 

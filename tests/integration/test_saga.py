@@ -30,8 +30,7 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from support.cluster import WorkerFactory
+from support.cluster import WorkerFactory, group_lag
 from support.waiting import wait_for
 
 from eventpro.dlq import DeadLetterFilter, list_dead_letters, replay_dead_letters
@@ -247,23 +246,7 @@ async def _consumer_lag(bootstrap: str, worker: SagaWorker, group: str) -> int:
         "retry-2",
         "retry-3",
     )
-    tps = [TopicPartition(worker.topic(name), p) for name in inputs for p in range(PARTITIONS)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-        await admin.close()
-    lag = 0
-    for tp in tps:
-        meta = committed.get(tp)
-        done = meta.offset if meta is not None and meta.offset >= 0 else 0
-        lag += max(0, ends[tp] - done)
-    return lag
+    return await group_lag(bootstrap, group, [worker.topic(name) for name in inputs], PARTITIONS)
 
 
 def _notifications(log: Path, event_id: str) -> list[dict[str, Any]]:

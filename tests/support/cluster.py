@@ -6,9 +6,12 @@ import socket
 import uuid
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
 from eventpro.processes import WorkerProcess
 
-__all__ = ("WorkerFactory", "free_port")
+__all__ = ("WorkerFactory", "free_port", "group_lag")
 
 
 def free_port() -> int:
@@ -59,3 +62,24 @@ class WorkerFactory:
     def stop_all(self) -> None:
         for worker in reversed(self.workers):
             worker.stop()
+
+
+async def group_lag(bootstrap: str, group: str, topics: list[str], partitions: int) -> int:
+    """Records of ``topics`` not yet committed by consumer group ``group``."""
+    tps = [TopicPartition(topic, p) for topic in topics for p in range(partitions)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    lag = 0
+    for tp in tps:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        lag += max(0, ends[tp] - done)
+    return lag
