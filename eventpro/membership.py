@@ -79,6 +79,11 @@ class GroupLease:
             return False
         return self._clock() - confirmed > self.duration_s
 
+    @property
+    def confirmed(self) -> bool:
+        """Whether a heartbeat or an assignment ever confirmed the membership."""
+        return self._confirmed_at is not None
+
     def unconfirmed_for(self) -> float:
         """Seconds since the last confirmation (0 before the first)."""
         confirmed = self._confirmed_at

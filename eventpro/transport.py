@@ -11,7 +11,7 @@
 
 2. Exactly-once commits only between records (:mod:`eventpro.commit_gate`).
 
-3. A bounded wait for in-flight records during a rebalance.
+3. A bounded wait for in-flight records and for the commits during a rebalance or shutdown.
 
 4. Never committing past a record that was not acknowledged. Faust's ``_new_offset`` commits
    the run of acknowledged offsets that starts at the lowest one, checking only for a head
@@ -517,7 +517,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
         limit = wait_empty_limit(float(self.app.conf.broker_rebalance_timeout))
         deadline = time.monotonic() + limit
         while not self.should_stop and self._unacked_messages:
-            await self.commit()
+            await _finish_within(self.commit(), deadline, "a commit")
             if not self._unacked_messages:
                 break
             if time.monotonic() >= deadline:
@@ -535,7 +535,34 @@ class EventProConsumer(aiokafka_driver.Consumer):
             await self._wait_for_ack(timeout=1)
             gc.collect()  # the set is weak: records nobody references any more leave it
             self._clean_unacked_messages()
-        await self.commit_and_end_transactions()
+        await _finish_within(
+            self.commit_and_end_transactions(), time.monotonic() + limit, "the last commit"
+        )
+
+
+async def _finish_within(call: Awaitable[object], deadline: float, what: str) -> None:
+    """Await ``call`` until ``deadline`` (monotonic), then go on without it.
+
+    A commit waits for the group coordinator; after a broker restart it never answered and
+    the worker hung in its revocation or its shutdown, ignoring SIGTERM (seen in a chaos run).
+    Offsets not committed are read again by the partition's next owner (at least once). The
+    call is shielded: it goes on in the background rather than being cut off half-way.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        task.add_done_callback(_log_late_failure)
+        logger.warning(
+            "%s did not finish in time (the broker or group coordinator does not answer); "
+            "going on: offsets not committed are read again by the partitions' next owner",
+            what,
+        )
+
+
+def _log_late_failure(task: asyncio.Future[object]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("a commit given up on failed later: %r", task.exception())
 
 
 class EventProProducerBuffer(ProducerBuffer):

@@ -16,6 +16,7 @@ import faust
 from faust import web
 
 from eventpro.app import app
+from eventpro.membership import group_lease
 from eventpro.monitoring import broker_problem
 from eventpro.web.routing import view_is_stale
 
@@ -50,6 +51,10 @@ def readiness(faust_app: faust.App) -> tuple[bool, dict[str, Any]]:
         "reasons": reasons,
         "assigned_partitions": assigned,
         "rebalancing": bool(faust_app.rebalancing),
+        # Seconds since the group coordinator last accepted a heartbeat (eventpro.membership).
+        "group_lease_age_s": (
+            round(group_lease.unconfirmed_for(), 1) if group_lease.confirmed else None
+        ),
         "url": str(faust_app.conf.canonical_url),
     }
     return not reasons, info

@@ -108,6 +108,10 @@ async def test_a_worker_paused_past_its_session_timeout_does_not_process_as_a_zo
             "both workers in the group",
         )
         await wait_for(lambda: _ready(http, first, second), 60, "both workers ready")
+        for worker in (first, second):  # heartbeats confirm each worker's lease
+            _, body = await _json(http, f"{worker.url}/ready")
+            assert body["group_lease_age_s"] is not None, body
+            assert body["group_lease_age_s"] < 5, body
         events = [f"zombie-{i}-{uuid.uuid4().hex[:6]}" for i in range(EVENTS)]
         for event_id in events:
             body = {"name": event_id, "capacity": 100, "price_cents": 100, "event_id": event_id}

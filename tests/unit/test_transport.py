@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -610,3 +611,65 @@ async def test_no_partition_is_read_again_while_the_tables_recover(
     for _ in range(3):
         await consumer._read_stalled_again()
     assert asked == [] and seeks == [] and tp in consumer._paused_partitions
+
+
+async def test_an_accepted_heartbeat_confirms_the_group_lease_from_its_send_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eventpro.membership import GroupLease
+
+    now = [100.0]
+    lease = GroupLease(lambda: now[0])
+    lease.start(10.0)
+    monkeypatch.setattr(transport_module, "group_lease", lease)
+    answers = [False, True]
+
+    async def do_heartbeat() -> bool:
+        now[0] += 4.0  # the coordinator took 4 s to answer
+        return answers.pop(0)
+
+    heartbeat = transport_module._confirming(do_heartbeat)
+    assert await heartbeat() is False
+    assert lease.unconfirmed_for() == 0.0  # a refused heartbeat confirms nothing
+    assert await heartbeat() is True
+    assert lease.unconfirmed_for() == 4.0  # counted from when it was sent, not answered
+
+
+async def test_wait_empty_goes_on_when_the_last_commit_never_finishes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After a broker restart the coordinator never answered and the worker ignored SIGTERM."""
+    consumer = _StuckConsumer(rebalance_timeout=2.0)
+    consumer._unacked_messages.clear()
+    never = asyncio.get_running_loop().create_future()
+
+    async def commit_and_end_transactions() -> None:
+        consumer.final_commits += 1
+        await never
+
+    consumer.commit_and_end_transactions = commit_and_end_transactions  # type: ignore[method-assign]
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="eventpro.transport"):
+        await asyncio.wait_for(EventProConsumer.wait_empty(consumer), timeout=10)  # type: ignore[arg-type]
+    assert wait_empty_limit(2.0) <= time.monotonic() - began < wait_empty_limit(2.0) + 2
+    assert consumer.final_commits == 1
+    assert "the last commit did not finish in time" in caplog.text
+    assert not never.cancelled()  # shielded: not cut off half-way
+    never.set_result(None)
+
+
+async def test_wait_empty_stops_waiting_for_a_commit_that_hangs_at_its_deadline() -> None:
+    consumer = _StuckConsumer(rebalance_timeout=2.0)
+    release = asyncio.Event()
+
+    async def commit() -> bool:
+        consumer.commits += 1
+        await release.wait()
+        return False
+
+    consumer.commit = commit  # type: ignore[method-assign]
+    began = time.monotonic()
+    await asyncio.wait_for(EventProConsumer.wait_empty(consumer), timeout=10)  # type: ignore[arg-type]
+    assert time.monotonic() - began < 2 * wait_empty_limit(2.0) + 2
+    assert consumer.commits == 1 and consumer.final_commits == 1
+    release.set()
