@@ -3,6 +3,7 @@ to the changelog partition of its own record's partition, and outcomes stay per 
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,3 +104,37 @@ async def test_a_mixed_batch_writes_each_key_on_its_own_partition(
         assert counters is not None and counters.held == held
     outcome_ids = {r.envelope.event_id for r in outbox.on("reservations")}
     assert len(outcome_ids) == 4  # the resubmission re-emits the same SeatsReserved
+
+
+async def test_a_batch_waits_while_the_group_lease_has_lapsed(
+    faust_app: object,
+    outbox: Any,
+    changelog: list[tuple[str, str, int | None]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker out of touch with the group coordinator decides nothing until it is confirmed."""
+    from support.waiting import wait_for
+
+    from eventpro.membership import group_lease
+
+    monkeypatch.setattr(group_lease, "_session_timeout_s", 10.0)
+    monkeypatch.setattr(group_lease, "_confirmed_at", group_lease.now() - 60.0)
+    event_id = "ev-lease-0"
+    async with inventory_agent.test_context() as agent:
+        with caplog.at_level(logging.WARNING, logger="eventpro.membership"):
+            for value in (_created(event_id), _request(event_id, "l1", "u1")):
+                await agent.put(value, key=event_id.encode(), partition=_part(event_id), wait=False)
+
+            async def held() -> bool:
+                return "holds a batch" in caplog.text
+
+            await wait_for(held, 10, "the agent to hold its batch")
+        assert not outbox.on("reservations") and not changelog  # nothing decided or written
+        group_lease.confirm(group_lease.now())  # a heartbeat got through: same generation
+
+        async def decided() -> bool:
+            return bool(outbox.on("reservations"))
+
+        await wait_for(decided, 10, "the held batch to be decided")
+    assert [r.envelope.event_type for r in outbox.on("reservations")] == ["SeatsReserved"]
