@@ -113,11 +113,15 @@ async def hold_while_in_doubt(
         len(events),
         lease.unconfirmed_for(),
     )
-    while lease.lapsed():
-        if app.consumer_generation_id != generation or not app.flow_control.is_active():
-            break
+
+    def reassigned() -> bool:
+        return app.consumer_generation_id != generation or not app.flow_control.is_active()
+
+    # The lease is confirmed from the consumer's thread, the generation by Faust: no event to
+    # await across both, so the held batch polls.
+    while lease.lapsed() and not reassigned():  # noqa: ASYNC110
         await asyncio.sleep(POLL_SECONDS)
-    if app.consumer_generation_id != generation or not app.flow_control.is_active():
+    if reassigned():
         logger.warning(
             "%s gives up a held batch of %d record(s): its partitions were reassigned",
             agent,
