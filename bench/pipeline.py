@@ -1,7 +1,7 @@
 """EventPro ticketing pipeline benchmark: reservation stage, full saga, latency, naive baseline.
 
     python -m bench.pipeline [--scale tiny|small|full] [--out bench/results] [--profile-worker]
-                             [--batch-size N] [--skip saga,latency,per-record]
+                             [--batch-size N] [--skip saga,latency,per-record,scaled,soak]
 
 One run starts its own broker (``BrokerProcess``) and workers (``WorkerProcess``, log level
 WARNING) on a temporary directory and measures, on the same machine:
@@ -25,7 +25,10 @@ WARNING) on a temporary directory and measures, on the same machine:
    before phase 3, phase 2's worker, once idle, is scraped like Prometheus does
    (``GET /metrics``, timed with the table keys it reports);
 4. the naive per-record Faust implementation of stage 1 (:mod:`bench.baseline_naive`) on the
-   same requests, and the ratio EventPro/baseline.
+   same requests, and the ratio EventPro/baseline;
+5. memory and table keys over a long run (:mod:`bench.soak`): a worker running every agent,
+   with retention short enough to expire within the run, at a constant offered rate for the
+   scale's soak duration, sampled 20 times.
 
 Every phase checks the invariants (no oversell, one outcome per request). Writes
 ``pipeline-<scale>.md`` and ``pipeline-<scale>.json`` (``--profile-worker`` adds py-spy
@@ -60,6 +63,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from bench.soak import SOAK_ENV, render_soak, run_soak
 from eventpro.broker.process import BrokerProcess
 from eventpro.loadgen import (
     LoadPlan,
@@ -92,6 +96,9 @@ PROFILES = {"stage": "phase 1, the reservation stage", "saga": "phase 2, the ful
 DEFAULT_BATCH_SIZE = 1000
 """``EVENTPRO_INVENTORY_BATCH_SIZE`` of the batched ("after") worker unless --batch-size says."""
 NAIVE_PREFIX = "naive-"
+SOAK_PREFIX = "soak-"
+PHASES = frozenset({"saga", "latency", "per-record", "scaled", "soak"})
+"""Phases ``--skip`` may leave out."""
 SCALED_PREFIX = "scaled-"
 SCALED_WORKERS = 2
 """Workers of the scaled-out saga (phase 2b): one per core of the benchmark machine."""
@@ -116,12 +123,18 @@ class Scale:
     latency_events: int
     timeout: float
     latency_timeout: float
+    soak_seconds: float
+    soak_rate: int
 
 
 SCALES: dict[str, Scale] = {
-    "tiny": Scale(600, 6, 100, 0.02, (200,), 1.0, 2, 120.0, 60.0),
-    "small": Scale(20_000, 200, 100, 0.02, (1_000, 5_000, 10_000), 3.0, 20, 300.0, 90.0),
-    "full": Scale(200_000, 200, 1_000, 0.02, (1_000, 5_000, 10_000), 10.0, 50, 1_200.0, 300.0),
+    "tiny": Scale(600, 6, 100, 0.02, (200,), 1.0, 2, 120.0, 60.0, 10.0, 100),
+    "small": Scale(
+        20_000, 200, 100, 0.02, (1_000, 5_000, 10_000), 3.0, 20, 300.0, 90.0, 300.0, 250
+    ),
+    "full": Scale(
+        200_000, 200, 1_000, 0.02, (1_000, 5_000, 10_000), 10.0, 50, 1_200.0, 300.0, 900.0, 250
+    ),
 }
 
 
@@ -897,6 +910,33 @@ async def _scaled_saga(bootstrap: str, base: Path, scale: Scale, run_id: str) ->
             worker.stop(timeout=15)
 
 
+async def _soak(bootstrap: str, base: Path, scale: Scale, run_id: str) -> dict[str, Any]:
+    """Phase 5 (:mod:`bench.soak`) on a worker of its own, started with short retention."""
+    worker = WorkerProcess(
+        broker=bootstrap,
+        web_port=free_port(),
+        data_dir=base / "eventpro-soak",
+        log_path=base / "eventpro-soak.log",
+        env={**_eventpro_env(f"bench-soak-{run_id}", SOAK_PREFIX), **SOAK_ENV},
+    )
+    print(
+        f"phase 5: {scale.soak_rate:,} requests/s for {scale.soak_seconds:.0f} s (memory)",
+        flush=True,
+    )
+    try:
+        worker.start(timeout=180)
+        return await run_soak(
+            bootstrap,
+            worker,
+            SOAK_PREFIX,
+            seconds=scale.soak_seconds,
+            rate=scale.soak_rate,
+            partitions=PARTITIONS,
+        )
+    finally:
+        worker.stop(timeout=15)
+
+
 def _profile_path(profile_dir: Path | None, name: str) -> Path | None:
     return None if profile_dir is None else profile_dir / f"{name}-profile.txt"
 
@@ -914,8 +954,8 @@ async def run_benchmark(
     skip: frozenset[str] = frozenset(),
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
-    """The phases not in ``skip`` (``saga``, ``latency``, ``per-record``, ``scaled``) on a
-    fresh broker.
+    """The phases not in ``skip`` (``saga``, ``latency``, ``per-record``, ``scaled``,
+    ``soak``) on a fresh broker.
 
     With ``profile_dir``, phases 1 and 2 write py-spy profiles there (see :data:`PROFILES`).
 
@@ -990,6 +1030,7 @@ async def run_benchmark(
         results["cpu_ratio_per_record_to_batched"] = (
             _ratio(before["cpu_us_per_request"], stage.cpu_us_per_request) if before else None
         )
+        results["soak"] = None if "soak" in skip else await _soak(bootstrap, base, scale, run_id)
     checks = [results["reservation_stage"]["invariants"], results["naive_baseline"]["invariants"]]
     for optional in ("reservation_stage_per_record", "reservation_stage_with_saga"):
         if results[optional]:
@@ -999,6 +1040,8 @@ async def run_benchmark(
         checks.append(results["full_saga"]["invariants"])
     if results["scaled_saga"]:
         checks.append(results["scaled_saga"]["saga"]["invariants"])
+    if results["soak"]:
+        checks.append(results["soak"]["invariants"])
     results["invariants_ok"] = all(check["ok"] for check in checks)
     return results
 
@@ -1158,6 +1201,7 @@ def render_markdown(data: dict[str, Any]) -> str:
             )
             + " |"
         )
+    lines += render_soak(r.get("soak"))
     for name, profile in (data.get("profiles") or {}).items():
         lines += [
             "",
@@ -1234,8 +1278,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--skip",
         default="",
-        help="Comma-separated phases to leave out: saga, latency, per-record, scaled (for "
-        "quick runs).",
+        help="Comma-separated phases to leave out: saga, latency, per-record, scaled, soak "
+        "(for quick runs).",
     )
     parser.add_argument(
         "--batch-size",
@@ -1245,8 +1289,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     skip = frozenset(part.strip() for part in args.skip.split(",") if part.strip())
-    if not skip <= {"saga", "latency", "per-record", "scaled"}:
-        parser.error(f"--skip takes saga, latency, per-record and/or scaled, got {args.skip!r}")
+    if not skip <= PHASES:
+        parser.error(f"--skip takes {', '.join(sorted(PHASES))}, got {args.skip!r}")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:

@@ -2,7 +2,7 @@
 
 Not a timed test: it proves the harness works (broker, inventory-only EventPro workers per
 record and batched, a full-saga worker, naive baseline, load generator, report files),
-whatever the figures are.
+whatever the figures are, and the soak phase's samples of memory and table keys.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from bench.pipeline import SCALES, main
+from bench.soak import SAMPLES
 
 
 def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> None:
@@ -53,6 +54,15 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert all(entry["invariants"]["ok"] for entry in results["latency"])
     # each rate starts on a worker with no lag left (a finite wait, not the timeout's nan)
     assert all(0 <= entry["settle_s"] < 300 for entry in results["latency"])
+    soak = results["soak"]
+    assert soak["invariants"]["ok"] is True
+    assert soak["invariants"]["decided"] == soak["requests"]
+    assert len(soak["samples"]) > SAMPLES // 2
+    assert all(sample["rss_mb"] > 0 for sample in soak["samples"])
+    # every request leaves a status (an expiring key) and the sold seats lasting ones
+    assert soak["samples"][-1]["expiring_keys"] >= soak["requests"]
+    assert soak["samples"][-1]["lasting_keys"] > 0
+    assert soak["stores"] == 4 * len(soak["samples"][-1]["table_keys"])
     assert data["machine"]["versions"]["faust-streaming"]
 
     markdown = (tmp_path / "pipeline-tiny.md").read_text()
@@ -66,3 +76,4 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert "A Prometheus scrape of this worker once idle" in markdown
     assert "## 2b. Full saga, scaled out" in markdown
     assert "| 2 | 0 |" in markdown
+    assert "## 5. Memory and table keys over a long run" in markdown
