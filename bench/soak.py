@@ -175,6 +175,7 @@ async def run_soak(
         "rocksdb_ceiling_mb": rocksdb_ceiling_mb(len(samples[-1].table_keys) * partitions),
         "env": SOAK_ENV,
         "achieved_send_per_s": report.to_dict()["sent"]["rate_per_s"],
+        "p50_ms": latency["p50_ms"],
         "p99_ms": latency["p99_ms"],
         "timed_out": report.timed_out,
         "samples": [
@@ -223,7 +224,8 @@ def render_soak(soak: dict[str, Any] | None) -> list[str]:
         f"({rss_end - rss_mid:+,.1f}; RocksDB's memtables and block caches of the "
         f"{soak['stores']} stores may hold up to {soak['rocksdb_ceiling_mb']:,.0f} MiB); "
         f"expiring keys {exp_mid:,} -> {exp_end:,} (peak "
-        f"{peak_expiring:,}). Decision p99 {_ms(soak['p99_ms'])}, sent "
+        f"{peak_expiring:,}). Decision p50 {_ms(soak.get('p50_ms'))}, p99 {_ms(soak['p99_ms'])}, "
+        f"sent "
         f"{soak['achieved_send_per_s']:,.0f}/s; invariants "
         + ("ok" if soak["invariants"]["ok"] else "VIOLATED")
         + (" (timed out)" if soak["timed_out"] else "")

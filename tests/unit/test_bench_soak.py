@@ -65,6 +65,7 @@ def _soak(samples: list[tuple[float, float, int]], ok: bool = True) -> dict[str,
         "stores": 36,
         "rocksdb_ceiling_mb": 360.0,
         "achieved_send_per_s": 249.0,
+        "p50_ms": 20.0,
         "p99_ms": 80.0,
         "timed_out": False,
         "samples": rows,
@@ -77,6 +78,7 @@ def test_the_report_gives_the_second_half_from_the_middle_and_last_samples() -> 
     assert "RSS 120.0 -> 130.0 MiB (+10.0; RocksDB's memtables and block caches of the 36 " in text
     assert "may hold up to 360 MiB)" in text
     assert "expiring keys 900 -> 1,500 (peak 1,500)" in text
+    assert "Decision p50 20.0 ms, p99 80.0 ms" in text
     assert "invariants ok" in text
     assert "| 10.0 | 120.0 | 900 | 7 | 900 | 0 | 0 | 0 |" in text
     assert "`EVENTPRO_DEDUP_TTL_SECONDS=30`" in text
