@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from eventpro.broker.process import BrokerProcess
-from eventpro.processes import ManagedProcess, ProcessStartError, WorkerProcess
+from eventpro.processes import ManagedProcess, ProcessStartError, WorkerProcess, exit_with_parent
 
 __all__ = ("DEMO_EVENT_ID", "run_dev")
 
@@ -45,7 +45,9 @@ async def _create_demo_event(bootstrap: str) -> None:
 def run_dev(
     *, data_dir: Path, web_port: int, broker_port: int, workers: int, demo_event: bool
 ) -> None:
-    """Start broker and workers, print the URLs, wait for Ctrl-C (or SIGTERM), stop all."""
+    """Start broker and workers, print the URLs, wait for Ctrl-C (or SIGTERM, SIGHUP), stop
+    all. The children stop by themselves if this process is killed outright
+    (:func:`~eventpro.processes.exit_with_parent`)."""
     data_dir = Path(data_dir)
     logs = data_dir / "logs"
     stop = threading.Event()
@@ -53,7 +55,10 @@ def run_dev(
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP: the terminal closed; stop the children rather than leave them running.
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in stopping}
+    exit_with_parent()
     broker = BrokerProcess(data_dir / "broker", port=broker_port, log_path=logs / "broker.log")
     children: list[ManagedProcess] = []
     try:

@@ -15,6 +15,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = (
     "ProcessStartError",
     "WorkerProcess",
     "enable_thread_dumps",
+    "exit_with_parent",
 )
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,56 @@ def enable_thread_dumps() -> None:
     run (the case it is for: a process that ignores SIGTERM); the process goes on running.
     """
     faulthandler.register(THREAD_DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
+
+
+PARENT_PID_ENV = "EVENTPRO_PARENT_PID"
+"""Set by :class:`ManagedProcess` in its child's environment: the process the child lives for."""
+
+ORPHAN_CHECK_SECONDS = 1.0
+"""How often :func:`exit_with_parent` looks whether the parent is still there."""
+ORPHAN_STOP_SECONDS = 20.0
+"""How long an orphan's clean shutdown may take before it exits without one."""
+
+
+def exit_with_parent(
+    check_every: float = ORPHAN_CHECK_SECONDS, stop_within: float = ORPHAN_STOP_SECONDS
+) -> threading.Thread | None:
+    """Stop this process (SIGTERM to itself) once the process that started it is gone.
+
+    A benchmark, ``eventpro dev`` or test run that is killed outright (SIGKILL, a closed
+    terminal) cannot stop its broker and workers; without this they go on holding their ports,
+    files and CPU, and the next run fails or measures less. Called by the broker, the worker
+    and ``eventpro dev`` at start; does nothing unless :data:`PARENT_PID_ENV` names the parent
+    (:class:`ManagedProcess` sets it). A daemon thread compares ``getppid`` with it: an
+    orphan is re-parented to init or a subreaper.
+
+    A shutdown that has not finished ``stop_within`` seconds after the SIGTERM (seen: a Faust
+    worker whose broker went away with the same parent waits forever for its crashed
+    consumer thread) writes every thread's stack to stderr and exits at once, as a crash would.
+    """
+    named = os.environ.get(PARENT_PID_ENV, "")
+    if not named:
+        return None
+    try:
+        parent = int(named)
+    except ValueError:
+        logger.warning("%s=%r is not a process id; not watching the parent", PARENT_PID_ENV, named)
+        return None
+    stopped = threading.Event()  # never set: waits are the polling interval
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            stopped.wait(check_every)
+        logger.warning("the process that started this one (%d) is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+        stopped.wait(stop_within)
+        logger.error("no clean shutdown within %.0f s of SIGTERM: exiting without one", stop_within)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="eventpro-exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 class ProcessStartError(RuntimeError):
@@ -96,6 +148,7 @@ class ManagedProcess:
         if self.is_running():
             return self.ready_detail
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**(os.environ if self.env is None else self.env), PARENT_PID_ENV: str(os.getpid())}
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self._proc = subprocess.Popen(
@@ -103,7 +156,7 @@ class ManagedProcess:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
-                env=self.env,
+                env=env,
                 cwd=self.cwd,
             )
         finally:

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import faust
 
-from eventpro.processes import enable_thread_dumps
+from eventpro.processes import enable_thread_dumps, exit_with_parent
 from eventpro.settings import Settings, get_settings
 
 __all__ = (
@@ -175,6 +175,7 @@ def run_worker(
     app.discover()
     tune_garbage_collector(settings.gc_young_threshold)
     enable_thread_dumps()
+    exit_with_parent()
     worker = _EventProWorker(
         app,
         loglevel=settings.log_level,

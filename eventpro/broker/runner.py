@@ -14,7 +14,7 @@ from typing import Any
 from eventpro.broker.groups import GroupConfig
 from eventpro.broker.log import LogConfig
 from eventpro.broker.server import Broker, BrokerConfig
-from eventpro.processes import enable_thread_dumps
+from eventpro.processes import enable_thread_dumps, exit_with_parent
 
 __all__ = ("READY_PREFIX", "serve")
 
@@ -25,7 +25,14 @@ READY_PREFIX = "EventPro broker ready on "
 
 async def _serve(config: BrokerConfig) -> None:
     broker = Broker(config)
-    await broker.start()
+    try:
+        await broker.start()
+    except OSError as exc:
+        print(
+            f"EventPro broker could not start on {config.host}:{config.port}: {exc}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from exc
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -35,8 +42,8 @@ async def _serve(config: BrokerConfig) -> None:
     try:
         await stop.wait()
     finally:
+        # Logged, not printed: stdout may be a pipe nobody reads any more (a parent gone).
         await broker.stop()
-        print("EventPro broker stopped", flush=True)
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -68,8 +75,5 @@ def serve(
         default_partitions=default_partitions,
     )
     enable_thread_dumps()
-    try:
-        _run(_serve(config))
-    except OSError as exc:
-        print(f"EventPro broker could not start on {host}:{port}: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
+    exit_with_parent()
+    _run(_serve(config))

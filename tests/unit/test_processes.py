@@ -1,13 +1,23 @@
-"""A child that ignores SIGTERM leaves its thread stacks in its log before it is killed."""
+"""A child that ignores SIGTERM leaves its thread stacks in its log before it is killed; a child
+whose parent was killed stops by itself."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import textwrap
+import time
 from pathlib import Path
 
-from eventpro.processes import THREAD_DUMP_SIGNAL, ManagedProcess
+import pytest
+
+from eventpro.processes import (
+    PARENT_PID_ENV,
+    THREAD_DUMP_SIGNAL,
+    ManagedProcess,
+    exit_with_parent,
+)
 
 HUNG_CHILD = textwrap.dedent(
     """
@@ -50,3 +60,69 @@ def test_without_dump_signals_the_child_is_killed_without_a_dump(tmp_path: Path)
     child = _hung_child(tmp_path, ())
     assert child.stop(timeout=0.5) == -signal.SIGKILL
     assert "stuck_in_a_blocking_call" not in child.log_path.read_text()
+
+
+ORPHANED_CHILD = textwrap.dedent(
+    """
+    import time
+    from eventpro.processes import exit_with_parent
+
+    exit_with_parent(check_every=0.05)
+    print("child ready", flush=True)
+    while True:
+        time.sleep(0.05)
+    """
+)
+
+PARENT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from eventpro.processes import ManagedProcess
+
+    child = ManagedProcess(
+        [sys.executable, "-c", sys.argv[1]], ready_prefix="child ready", log_path=Path(sys.argv[2])
+    )
+    child.start(timeout=30)
+    print(f"parent ready {child.pid}", flush=True)
+    while True:
+        time.sleep(0.05)
+    """
+)
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie waiting for init to reap it counts)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    state = next(line for line in status.splitlines() if line.startswith("State:"))
+    return state.split()[1] in ("Z", "X")
+
+
+def test_a_child_stops_once_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+    parent = ManagedProcess(
+        [sys.executable, "-c", PARENT, ORPHANED_CHILD, str(tmp_path / "child.log")],
+        ready_prefix="parent ready",
+        log_path=tmp_path / "parent.log",
+    )
+    child_pid = int(parent.start(timeout=30))
+    try:
+        assert not _gone(child_pid)
+        parent.kill()  # SIGKILL: the parent cannot stop its child itself
+        deadline = time.monotonic() + 10
+        while not _gone(child_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child_pid), "the orphaned child is still running"
+        assert "is gone: stopping" in (tmp_path / "child.log").read_text()
+    finally:
+        if not _gone(child_pid):
+            os.kill(child_pid, signal.SIGKILL)
+
+
+def test_without_a_named_parent_nothing_is_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PARENT_PID_ENV, raising=False)
+    assert exit_with_parent() is None
+    monkeypatch.setenv(PARENT_PID_ENV, "not-a-pid")
+    assert exit_with_parent() is None
