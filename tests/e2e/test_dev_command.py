@@ -1,4 +1,5 @@
-"""`eventpro dev` as a user runs it: starts everything, serves the API, stops on Ctrl-C."""
+"""`eventpro dev` as a user runs it: starts everything, serves the API, stops on Ctrl-C, and
+leaves nothing running when it is killed outright."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -92,6 +94,65 @@ def test_dev_serves_the_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         code = proc.wait(60)
     assert code == 0, tail
     assert "stopped" in tail
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _port_free(port: int) -> bool:
+    """Whether a new broker could listen on ``port`` (with SO_REUSEADDR, as asyncio's servers
+    bind: connections of the old one may linger in TIME_WAIT)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_killing_dev_outright_stops_its_broker_and_worker(tmp_path: Path) -> None:
+    """SIGKILL gives `eventpro dev` no chance to stop its children: they stop by themselves,
+    and the broker's port is free for the next `make run`."""
+    web_port, broker_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "eventpro", "dev", "--data-dir", str(tmp_path / "data")),
+            *("--web-port", str(web_port), "--broker-port", str(broker_port)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    children: list[int] = []
+    try:
+        out = read_until(proc, "Ctrl-C stops everything", 120)
+        assert "Ctrl-C stops everything" in out, out
+        children = _children(proc.pid)
+        assert len(children) == 2, children  # the broker and one worker
+        proc.kill()
+        proc.wait(10)
+        wait_for(lambda: not any(_running(child) for child in children), 60)
+        wait_for(lambda: _port_free(broker_port), 10)
+    finally:
+        for child in children:
+            if _running(child):
+                os.kill(child, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+    logs = tmp_path / "data" / "logs"
+    assert "is gone: stopping" in (logs / "broker.log").read_text()
+    assert "is gone: stopping" in (logs / "worker-0.log").read_text()
 
 
 def _get(url: str) -> dict[str, object] | None:

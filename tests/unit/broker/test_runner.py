@@ -14,8 +14,10 @@ def test_a_taken_port_is_reported_once_and_exits_1(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "eventpro", "broker", "--port", str(port)]
-            + ["--data-dir", str(tmp_path / "broker")],
+            [
+                *(sys.executable, "-m", "eventpro", "broker", "--port", str(port)),
+                *("--data-dir", str(tmp_path / "broker")),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
