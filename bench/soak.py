@@ -163,7 +163,9 @@ async def run_soak(
             raise
         report = await load
     outcomes = report.outcomes
-    latency = report.to_dict()["latency_ms"]["decision"]
+    data = report.to_dict()
+    latency = data["latency_ms"]["decision"]
+    stores = len(samples[-1].table_keys) * partitions
     return {
         "seconds": seconds,
         "offered_per_s": rate,
@@ -171,10 +173,10 @@ async def run_soak(
         "events": SOAK_EVENTS,
         "capacity": spec.capacity,
         "dedup_ttl_s": DEDUP_TTL_S,
-        "stores": len(samples[-1].table_keys) * partitions,
-        "rocksdb_ceiling_mb": rocksdb_ceiling_mb(len(samples[-1].table_keys) * partitions),
+        "stores": stores,
+        "rocksdb_ceiling_mb": rocksdb_ceiling_mb(stores),
         "env": SOAK_ENV,
-        "achieved_send_per_s": report.to_dict()["sent"]["rate_per_s"],
+        "achieved_send_per_s": data["sent"]["rate_per_s"],
         "p50_ms": latency["p50_ms"],
         "p99_ms": latency["p99_ms"],
         "timed_out": report.timed_out,
@@ -223,10 +225,9 @@ def render_soak(soak: dict[str, Any] | None) -> list[str]:
         f"Second half of the run: RSS {rss_mid:,.1f} -> {rss_end:,.1f} MiB "
         f"({rss_end - rss_mid:+,.1f}; RocksDB's memtables and block caches of the "
         f"{soak['stores']} stores may hold up to {soak['rocksdb_ceiling_mb']:,.0f} MiB); "
-        f"expiring keys {exp_mid:,} -> {exp_end:,} (peak "
-        f"{peak_expiring:,}). Decision p50 {_ms(soak.get('p50_ms'))}, p99 {_ms(soak['p99_ms'])}, "
-        f"sent "
-        f"{soak['achieved_send_per_s']:,.0f}/s; invariants "
+        f"expiring keys {exp_mid:,} -> {exp_end:,} (peak {peak_expiring:,}). "
+        f"Decision p50 {_ms(soak.get('p50_ms'))}, p99 {_ms(soak['p99_ms'])}, "
+        f"sent {soak['achieved_send_per_s']:,.0f}/s; invariants "
         + ("ok" if soak["invariants"]["ok"] else "VIOLATED")
         + (" (timed out)" if soak["timed_out"] else "")
         + ".",

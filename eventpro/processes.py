@@ -82,14 +82,14 @@ def exit_with_parent(
     except ValueError:
         logger.warning("%s=%r is not a process id; not watching the parent", PARENT_PID_ENV, named)
         return None
-    stopped = threading.Event()  # never set: waits are the polling interval
+    pause = threading.Event()  # never set: its timed waits are the pauses between looks
 
     def watch() -> None:
         while os.getppid() == parent:
-            stopped.wait(check_every)
+            pause.wait(check_every)
         logger.warning("the process that started this one (%d) is gone: stopping", parent)
         os.kill(os.getpid(), signal.SIGTERM)
-        stopped.wait(stop_within)
+        pause.wait(stop_within)
         logger.error("no clean shutdown within %.0f s of SIGTERM: exiting without one", stop_within)
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
         os._exit(1)
