@@ -63,6 +63,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from bench.checks import invariants
 from bench.soak import SOAK_ENV, render_soak, run_soak
 from eventpro.broker.process import BrokerProcess
 from eventpro.loadgen import (
@@ -317,19 +318,6 @@ async def _wait_until_settled(bootstrap: str, group: str, seconds: float) -> flo
         await admin.close()
 
 
-def _invariants(tracker: OutcomeTracker) -> dict[str, Any]:
-    summary = tracker.summary()
-    return {
-        "ok": summary.no_oversell and summary.one_outcome_per_request,
-        "no_oversell": summary.no_oversell,
-        "one_outcome_per_request": summary.one_outcome_per_request,
-        "every_request_decided": summary.every_request_decided,
-        "decided": summary.decided,
-        "expected": summary.expected,
-        "violations": list(summary.violations),
-    }
-
-
 @dataclass(frozen=True, slots=True)
 class StageResult:
     """Phase 1 (or 4): pre-produced requests decided by a freshly started worker."""
@@ -419,7 +407,7 @@ async def _stage(
             peak_rss_mb=round(peak_rss_mb(pid), 1),
             broker_cpu_s=round(broker_cpu1 - broker_cpu0, 2),
             decisions=summary.decisions,
-            invariants=_invariants(tracker),
+            invariants=invariants(tracker.summary()),
             agents=agents,
             saga_records=saga_records,
         )
@@ -466,7 +454,7 @@ async def _saga(
             requests_per_s=math.nan,
             orders_per_s=math.nan,
             worker_cpu_s=round(cpu, 2),
-            invariants=_invariants(tracker),
+            invariants=invariants(tracker.summary()),
         )
     first = summary.first_decided_at or 0.0
     seconds = (summary.last_final_at or first) - first
@@ -482,7 +470,7 @@ async def _saga(
         requests_per_s=round(summary.decided / seconds, 1) if seconds > 0 else math.nan,
         orders_per_s=round(confirmed / seconds, 1) if seconds > 0 else math.nan,
         worker_cpu_s=round(cpu, 2),
-        invariants=_invariants(tracker),
+        invariants=invariants(tracker.summary()),
     )
 
 
@@ -594,15 +582,7 @@ async def _latency(bootstrap: str, scale: Scale, rate: int) -> dict[str, Any]:
         "p99_ms": latency["p99_ms"],
         "max_ms": latency["max_ms"],
         "timed_out": report.timed_out,
-        "invariants": {
-            "ok": report.outcomes.no_oversell and report.outcomes.one_outcome_per_request,
-            "no_oversell": report.outcomes.no_oversell,
-            "one_outcome_per_request": report.outcomes.one_outcome_per_request,
-            "every_request_decided": report.outcomes.every_request_decided,
-            "decided": report.outcomes.decided,
-            "expected": report.outcomes.expected,
-            "violations": list(report.outcomes.violations),
-        },
+        "invariants": invariants(report.outcomes),
     }
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.checks import invariants
 from eventpro.loadgen import LoadSpec, run_loadgen
 from eventpro.processes import WorkerProcess
 from eventpro.tables.stores import MAX_WRITE_BUFFERS
@@ -162,7 +163,6 @@ async def run_soak(
             load.cancel()
             raise
         report = await load
-    outcomes = report.outcomes
     data = report.to_dict()
     latency = data["latency_ms"]["decision"]
     stores = len(samples[-1].table_keys) * partitions
@@ -184,15 +184,7 @@ async def run_soak(
             {**asdict(s), "expiring_keys": s.expiring_keys, "lasting_keys": s.lasting_keys}
             for s in samples
         ],
-        "invariants": {
-            "ok": outcomes.no_oversell and outcomes.one_outcome_per_request,
-            "no_oversell": outcomes.no_oversell,
-            "one_outcome_per_request": outcomes.one_outcome_per_request,
-            "every_request_decided": outcomes.every_request_decided,
-            "decided": outcomes.decided,
-            "expected": outcomes.expected,
-            "violations": list(outcomes.violations),
-        },
+        "invariants": invariants(report.outcomes),
     }
 
 
