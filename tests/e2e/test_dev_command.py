@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from support.cluster import free_port
+from support.procfs import process_gone
 
 
 def http_json(method: str, url: str, body: dict[str, object] | None = None) -> dict[str, object]:
@@ -101,15 +102,6 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie waiting to be reaped does not)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
 def _port_free(port: int) -> bool:
     """Whether a new broker could listen on ``port`` (with SO_REUSEADDR, as asyncio's servers
     bind: connections of the old one may linger in TIME_WAIT)."""
@@ -142,11 +134,11 @@ def test_killing_dev_outright_stops_its_broker_and_worker(tmp_path: Path) -> Non
         assert len(children) == 2, children  # the broker and one worker
         proc.kill()
         proc.wait(10)
-        wait_for(lambda: not any(_running(child) for child in children), 60)
+        wait_for(lambda: all(process_gone(child) for child in children), 60)
         wait_for(lambda: _port_free(broker_port), 10)
     finally:
         for child in children:
-            if _running(child):
+            if not process_gone(child):
                 os.kill(child, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()

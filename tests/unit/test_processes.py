@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.procfs import process_gone
 
 from eventpro.processes import (
     PARENT_PID_ENV,
@@ -91,16 +92,6 @@ PARENT = textwrap.dedent(
 )
 
 
-def _gone(pid: int) -> bool:
-    """Whether ``pid`` has exited (a zombie waiting for init to reap it counts)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    state = next(line for line in status.splitlines() if line.startswith("State:"))
-    return state.split()[1] in ("Z", "X")
-
-
 def test_a_child_stops_once_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
     parent = ManagedProcess(
         [sys.executable, "-c", PARENT, ORPHANED_CHILD, str(tmp_path / "child.log")],
@@ -109,15 +100,15 @@ def test_a_child_stops_once_the_process_that_started_it_is_killed(tmp_path: Path
     )
     child_pid = int(parent.start(timeout=30))
     try:
-        assert not _gone(child_pid)
+        assert not process_gone(child_pid)
         parent.kill()  # SIGKILL: the parent cannot stop its child itself
         deadline = time.monotonic() + 10
-        while not _gone(child_pid) and time.monotonic() < deadline:
+        while not process_gone(child_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _gone(child_pid), "the orphaned child is still running"
+        assert process_gone(child_pid), "the orphaned child is still running"
         assert "is gone: stopping" in (tmp_path / "child.log").read_text()
     finally:
-        if not _gone(child_pid):
+        if not process_gone(child_pid):
             os.kill(child_pid, signal.SIGKILL)
 
 
