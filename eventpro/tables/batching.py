@@ -201,10 +201,24 @@ class WriteBackTable(MutableMapping[str, V]):
         return taken
 
     def write(self, pending: list[PendingWrite]) -> int:
-        """Write ``pending`` (taken from this overlay) to ``backing``; returns table writes."""
-        return sum(
-            self.write_one(key, value, source, version)
-            for _, key, value, source, version in pending
+        """Write ``pending`` (taken from this overlay) to ``backing``; returns table writes.
+
+        Stored values go in one ``backing.store_many`` call when ``backing`` offers it (a
+        :class:`~eventpro.tables.changelog.GatheringTable`, whose sources are Faust events);
+        deletions, and every write when it cannot, go key by key (:meth:`write_one`).
+        """
+        rest = pending
+        writes = 0
+        store_many = getattr(self._backing, "store_many", None)
+        if store_many is not None:
+            stores = [write for write in pending if write[2] is not _DELETED]
+            if stores and store_many([(source, key, value) for _, key, value, source, _ in stores]):
+                for _, key, _, _, version in stores:
+                    self._written(key, version)
+                writes = len(stores)
+                rest = [write for write in pending if write[2] is _DELETED]
+        return writes + sum(
+            self.write_one(key, value, source, version) for _, key, value, source, version in rest
         )
 
     def write_one(self, key: str, value: Any, source: Any, version: int) -> int:
@@ -224,9 +238,14 @@ class WriteBackTable(MutableMapping[str, V]):
         else:
             backing[key] = value
             writes = 1
+        self._written(key, version)
+        return writes
+
+    def _written(self, key: str, version: int) -> None:
+        """``key``'s write ``version`` reached ``backing``: it leaves the overlay unless the
+        key was written again since."""
         if self._versions.get(key) == version:
             del self._values[key], self._sources[key], self._versions[key]
-        return writes
 
     def flush(self, only: Literal["all", "stores", "deletes"] = "all") -> int:
         """Take and write at once; returns table writes. A failed write discards the overlay."""
@@ -315,11 +334,11 @@ class WriteBackState:
         If a write fails, every pending write is discarded (never carried into a later batch)
         and the error propagates: the batch's records must not be acknowledged.
         """
+        by_table: dict[int, list[PendingWrite]] = {}  # by id: a mapping is not hashable
+        for write in pending:
+            by_table.setdefault(id(write[0]), []).append(write)
         try:
-            return sum(
-                table.write_one(key, value, source, version)
-                for table, key, value, source, version in pending
-            )
+            return sum(writes[0][0].write(writes) for writes in by_table.values())
         except BaseException:
             self.discard()
             raise

@@ -7,18 +7,23 @@ the caller sends the batches and waits for them where its ordering needs it. Whe
 acknowledges a changelog batch, the table's persisted offset for that partition is written
 once (Faust writes it once per record). Outside the block the table is a plain
 ``faust.Table``. The same bytes go to the changelog either way: the changelog topic
-serialises them as Faust's ``send_changelog`` does.
+serialises them as Faust's ``send_changelog`` does. :meth:`GatheringTable.store_many` writes
+many keys at once: each value serialised once for the store and the changelog (recovery puts
+changelog bytes into the store unchanged, so they are the same bytes), one RocksDB write
+batch per partition.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
 import faust
-from faust.types import TP, StoreT
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.types import TP, EventT, StoreT
+from rocksdict import WriteBatch
 from yarl import URL
 
 from eventpro.produce import RecordBatches
@@ -80,6 +85,46 @@ class GatheringTable(faust.Table):  # type: ignore[misc]
         partition = self._gather(batches, key, None, "raw")
         self._maybe_del_key_ttl(key, partition)
         self._sensor_on_del(self, key)
+
+    def store_many(self, writes: Sequence[tuple[EventT, Any, Any]]) -> bool:
+        """Store ``(source, key, value)`` writes and gather their changelog records, each
+        value serialised once for both and one RocksDB write per partition; ``source`` is
+        the record a write belongs to (its partition is the write's, as with the current
+        event of ``table[key] = value``).
+
+        ``table[key] = value`` serialises every write twice (changelog, store) and makes one
+        RocksDB write each, through Faust's per-key layers. Returns ``False``, having written
+        nothing, outside :func:`gathering` or when the store is not RocksDB (in memory, as in
+        tests): then write key by key.
+        """
+        batches = _gathered.get()
+        store = self.data
+        if batches is None or not isinstance(store, RocksDBStore):
+            return False
+        topic = self.changelog_topic
+        topic_name = topic.get_topic_name()
+        prepare_key, prepare_value = topic.prepare_key, topic.prepare_value
+        key_serializer, value_serializer = self.key_serializer, self.value_serializer
+        key_index = store._key_index
+        per_partition: dict[int, WriteBatch] = {}
+        verify_source = self._verify_source_topic_partitions
+        for source, key, value in writes:
+            message = source.message
+            verify_source(message.topic)
+            partition = message.partition
+            key_bytes, _ = prepare_key(key, key_serializer)
+            value_bytes, _ = prepare_value(value, value_serializer)
+            batch = per_partition.get(partition)
+            if batch is None:
+                batch = per_partition[partition] = WriteBatch(raw_mode=True)
+            batch.put(key_bytes, value_bytes)
+            key_index[key_bytes] = partition
+            batches.add(topic_name, partition, key_bytes, value_bytes, self._persisted)
+            self._maybe_set_key_ttl(key, partition)
+            self._sensor_on_set(self, key, value)
+        for partition, batch in per_partition.items():
+            store._db_for_partition(partition).write(batch)
+        return True
 
     def _gather(self, batches: RecordBatches, key: Any, value: Any, serializer: Any) -> int:
         """Add the changelog record of ``key`` to ``batches``; returns its partition (the
