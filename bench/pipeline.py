@@ -1,11 +1,15 @@
 """EventPro ticketing pipeline benchmark: reservation stage, full saga, latency, naive baseline.
 
     python -m bench.pipeline [--scale tiny|small|full] [--out bench/results] [--profile-worker]
-                             [--batch-size N] [--skip saga,latency,per-record,scaled,soak]
+                             [--batch-size N]
+                             [--skip floor,saga,latency,per-record,scaled,soak]
 
 One run starts its own broker (``BrokerProcess``) and workers (``WorkerProcess``, log level
 WARNING) on a temporary directory and measures, on the same machine:
 
+0. the Faust floor (:mod:`bench.floor`): a Faust agent that only counts the scale's number of
+   raw records, on Faust's own Kafka transport and on EventPro's: what Faust's path from the
+   broker to an agent costs per record, before any decision;
 1. reservation stage: pre-produce the scale's requests (full: 200,000 across 200 events,
    2 % resubmissions), start one worker running the inventory agent alone
    (``EVENTPRO_AGENTS=inventory``, as the baseline decides and nothing else), time from first
@@ -64,6 +68,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from bench.checks import invariants
+from bench.floor import render_floor, run_floor
 from bench.soak import SOAK_ENV, render_soak, run_soak
 from eventpro.broker.process import BrokerProcess
 from eventpro.loadgen import (
@@ -98,7 +103,7 @@ DEFAULT_BATCH_SIZE = 1000
 """``EVENTPRO_INVENTORY_BATCH_SIZE`` of the batched ("after") worker unless --batch-size says."""
 NAIVE_PREFIX = "naive-"
 SOAK_PREFIX = "soak-"
-PHASES = frozenset({"saga", "latency", "per-record", "scaled", "soak"})
+PHASES = frozenset({"floor", "saga", "latency", "per-record", "scaled", "soak"})
 """Phases ``--skip`` may leave out."""
 SCALED_PREFIX = "scaled-"
 SCALED_WORKERS = 2
@@ -934,8 +939,8 @@ async def run_benchmark(
     skip: frozenset[str] = frozenset(),
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
-    """The phases not in ``skip`` (``saga``, ``latency``, ``per-record``, ``scaled``,
-    ``soak``) on a fresh broker.
+    """The phases not in ``skip`` (``floor``, ``saga``, ``latency``, ``per-record``,
+    ``scaled``, ``soak``) on a fresh broker.
 
     With ``profile_dir``, phases 1 and 2 write py-spy profiles there (see :data:`PROFILES`).
 
@@ -954,6 +959,13 @@ async def run_benchmark(
         bootstrap = broker.bootstrap
         run_id = uuid.uuid4().hex[:6]
         results["eventpro_batch_size"] = batch_size
+        if "floor" in skip:
+            results["faust_floor"] = None
+        else:
+            print(f"phase 0: Faust floor on {scale.requests:,} records", flush=True)
+            results["faust_floor"] = await run_floor(
+                bootstrap, base, scale.requests, PARTITIONS, free_port()
+            )
         results["reservation_stage_per_record"] = (
             None
             if "per-record" in skip
@@ -1052,6 +1064,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"Invariants (no oversell, one outcome per request) in every phase: "
         f"**{'ok' if r['invariants_ok'] else 'VIOLATED'}**",
         "",
+        *render_floor(r.get("faust_floor"), stage.get("cpu_us_per_request")),
         "## 1. Reservation stage (pre-produced requests, one worker)",
         "",
         "| implementation | requests/s | seconds | worker CPU s | CPU µs/request | peak RSS MiB "
@@ -1258,8 +1271,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--skip",
         default="",
-        help="Comma-separated phases to leave out: saga, latency, per-record, scaled, soak "
-        "(for quick runs).",
+        help="Comma-separated phases to leave out: floor, saga, latency, per-record, scaled, "
+        "soak (for quick runs).",
     )
     parser.add_argument(
         "--batch-size",

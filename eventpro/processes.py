@@ -193,6 +193,16 @@ class ManagedProcess:
             f"see its log at {self.log_path}"
         )
 
+    def wait_exit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the child to exit by itself; whether it did."""
+        if self._proc is None:
+            return True
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait for a clean shutdown; SIGKILL if it does not stop in time."""
         if self._proc is None:

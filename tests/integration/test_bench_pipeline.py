@@ -2,7 +2,8 @@
 
 Not a timed test: it proves the harness works (broker, inventory-only EventPro workers per
 record and batched, a full-saga worker, naive baseline, load generator, report files),
-whatever the figures are, and the soak phase's samples of memory and table keys.
+whatever the figures are, the Faust floor's counting workers on both transports, and the soak
+phase's samples of memory and table keys.
 """
 
 from __future__ import annotations
@@ -64,8 +65,16 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert soak["samples"][-1]["lasting_keys"] > 0
     assert soak["stores"] == 4 * len(soak["samples"][-1]["table_keys"])
     assert data["machine"]["versions"]["faust-streaming"]
+    floor = results["faust_floor"]
+    assert [row["transport"] for row in floor["rows"]] == ["faust", "eventpro"]
+    for row in floor["rows"]:  # each worker counted every record, then timed itself
+        assert row["records"] == scale.requests
+        assert row["seconds"] > 0 and row["cpu_us_per_record"] > 0
+    assert floor["cpu_ratio_faust_to_eventpro"] > 0
 
     markdown = (tmp_path / "pipeline-tiny.md").read_text()
+    assert "## 0. The Faust floor" in markdown
+    assert "| Faust's own (aiokafka driver) |" in markdown and "| EventPro's |" in markdown
     assert "## 1. Reservation stage" in markdown
     assert "| EventPro, per record (batch 1, before) |" in markdown
     assert f"| EventPro, batched ({results['eventpro_batch_size']}, after) |" in markdown

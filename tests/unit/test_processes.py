@@ -117,3 +117,21 @@ def test_without_a_named_parent_nothing_is_watched(monkeypatch: pytest.MonkeyPat
     assert exit_with_parent() is None
     monkeypatch.setenv(PARENT_PID_ENV, "not-a-pid")
     assert exit_with_parent() is None
+
+
+def test_wait_exit_tells_a_child_that_finished_from_one_still_running(tmp_path: Path) -> None:
+    running = _hung_child(tmp_path, ())
+    try:
+        assert running.wait_exit(0.2) is False
+        assert running.is_running()
+    finally:
+        running.kill()
+    finishing = ManagedProcess(
+        [sys.executable, "-c", "print('child ready', flush=True)"],
+        ready_prefix="child ready",
+        log_path=tmp_path / "finishing.log",
+    )
+    finishing.start(timeout=30)
+    assert finishing.wait_exit(30) is True
+    assert not finishing.is_running()
+    assert finishing.stop() == 0
