@@ -25,7 +25,6 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TransportT
 
 from eventpro.processes import ManagedProcess
@@ -118,12 +117,6 @@ def main() -> None:
 
 
 async def _produce(bootstrap: str, topic: str, records: int, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     try:
@@ -190,7 +183,8 @@ async def _count_once(
 async def run_floor(
     bootstrap: str, base: Path, records: int, partitions: int, web_port: int
 ) -> dict[str, Any]:
-    """Phase 0: pre-produce ``records`` raw records and count them on each transport."""
+    """Phase 0: pre-produce ``records`` raw records on :data:`TOPIC` (created by the caller
+    with ``partitions`` partitions) and count them on each transport."""
     await _produce(bootstrap, TOPIC, records, partitions)
     rows = [
         await _count_once(bootstrap, base, transport, records, partitions, web_port)

@@ -68,6 +68,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from bench.checks import invariants
+from bench.floor import TOPIC as FLOOR_TOPIC
 from bench.floor import render_floor, run_floor
 from bench.soak import SOAK_ENV, render_soak, run_soak
 from eventpro.broker.process import BrokerProcess
@@ -963,6 +964,7 @@ async def run_benchmark(
             results["faust_floor"] = None
         else:
             print(f"phase 0: Faust floor on {scale.requests:,} records", flush=True)
+            await _create_topics(bootstrap, [FLOOR_TOPIC])
             results["faust_floor"] = await run_floor(
                 bootstrap, base, scale.requests, PARTITIONS, free_port()
             )
