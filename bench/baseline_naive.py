@@ -24,6 +24,8 @@ from typing import Any
 
 import faust
 
+from eventpro.processes import exit_with_parent
+
 __all__ = ("READY_PREFIX", "app", "decide", "main")
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ class _Worker(faust.Worker):
 
 def main() -> None:
     """Run the baseline worker until SIGTERM."""
+    exit_with_parent()  # a killed benchmark leaves no baseline worker behind
     worker = _Worker(
         app,
         loglevel=os.environ.get("BENCH_NAIVE_LOG_LEVEL", "WARNING"),

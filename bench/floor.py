@@ -27,7 +27,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from faust.types import TransportT
 
-from eventpro.processes import ManagedProcess
+from eventpro.processes import ManagedProcess, exit_with_parent
 
 __all__ = ("READY_PREFIX", "TRANSPORTS", "main", "render_floor", "run_floor")
 
@@ -110,6 +110,7 @@ def main() -> None:
             await super().on_startup_finished()
             print(f"{READY_PREFIX}{transport}", flush=True)
 
+    exit_with_parent()  # a killed benchmark leaves no counting worker behind
     uvloop.install()
     worker = _Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.spinner = None
