@@ -195,6 +195,7 @@ async def run_floor(
     return {
         "records": records,
         "record_bytes": RECORD_BYTES,
+        "partitions": partitions,
         "rows": rows,
         "cpu_ratio_faust_to_eventpro": round(
             faust_row["cpu_us_per_record"] / eventpro_row["cpu_us_per_record"], 2
@@ -227,7 +228,8 @@ def render_floor(floor: dict[str, Any] | None, stage_cpu_us: float | None) -> li
     )
     lines += [
         "",
-        f"{floor['records']:,} raw records of {floor['record_bytes']} bytes, 4 partitions; one "
+        f"{floor['records']:,} raw records of {floor['record_bytes']} bytes, "
+        f"{floor['partitions']} partitions; one "
         "worker whose only agent takes them with `take_events(1000, 20 ms)` and counts them, "
         "on uvloop, timed by the worker from its first record to its last (CPU: user + system "
         "of all its threads). Faust's fetch loop hands each record to the streams through "

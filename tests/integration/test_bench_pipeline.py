@@ -71,10 +71,12 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
         assert row["records"] == scale.requests
         assert row["seconds"] > 0 and row["cpu_us_per_record"] > 0
     assert floor["cpu_ratio_faust_to_eventpro"] > 0
+    assert floor["partitions"] == 4
 
     markdown = (tmp_path / "pipeline-tiny.md").read_text()
     assert "## 0. The Faust floor" in markdown
     assert "| Faust's own (aiokafka driver) |" in markdown and "| EventPro's |" in markdown
+    assert f"{scale.requests:,} raw records of 250 bytes, 4 partitions;" in markdown
     assert "## 1. Reservation stage" in markdown
     assert "| EventPro, per record (batch 1, before) |" in markdown
     assert f"| EventPro, batched ({results['eventpro_batch_size']}, after) |" in markdown
