@@ -25,9 +25,10 @@ WARNING) on a temporary directory and measures, on the same machine:
    its requests produced once both hold their partitions;
 3. decision latency p50/p95/p99 at fixed offered rates (full/small: 1k, 5k, 10k requests/s),
    produced by the load generator while phase 2's worker runs; each rate starts once the
-   worker's consumer group has no lag left from the phases before it (the wait is reported);
-   before phase 3, phase 2's worker, once idle, is scraped like Prometheus does
-   (``GET /metrics``, timed with the table keys it reports);
+   worker's consumer group has no lag left from the phases before it (the wait is reported),
+   and the worker's and the broker's CPU per request are measured until its own requests
+   are drained (saga included); before phase 3, phase 2's worker, once idle, is scraped
+   like Prometheus does (``GET /metrics``, timed with the table keys it reports);
 4. the naive per-record Faust implementation of stage 1 (:mod:`bench.baseline_naive`) on the
    same requests, and the ratio EventPro/baseline;
 5. memory and table keys over a long run (:mod:`bench.soak`): a worker running every agent,
@@ -756,8 +757,11 @@ async def _saga_and_latency(
         for rate in () if "latency" in skip else scale.latency_rates:
             settled = await _wait_until_settled(bootstrap, group, SETTLE_TIMEOUT_S)
             print(f"phase 3: latency at {rate:,} requests/s offered", flush=True)
+            cpu = _CpuMeter(worker.pid or 0, broker.pid or 0)
+            entry = await _latency(bootstrap, scale, rate)
+            drained = await _wait_until_settled(bootstrap, group, SETTLE_TIMEOUT_S)
             results["latency"].append(
-                {**await _latency(bootstrap, scale, rate), "settle_s": settled}
+                {**entry, "settle_s": settled, "drained_s": drained, **cpu.per_request(entry)}
             )
         results["eventpro_worker_peak_rss_mb"] = (
             round(peak_rss_mb(worker.pid), 1) if worker.pid else None
@@ -765,6 +769,26 @@ async def _saga_and_latency(
     finally:
         worker.stop(timeout=15)
     return results
+
+
+class _CpuMeter:
+    """CPU the worker and the broker spend from now on, per request of a latency phase."""
+
+    def __init__(self, worker_pid: int, broker_pid: int) -> None:
+        self.pids = {"worker": worker_pid, "broker": broker_pid}
+        self.start = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def per_request(self, entry: dict[str, Any]) -> dict[str, float]:
+        """``<name>_cpu_us_per_request`` since this meter started, over ``entry["requests"]``."""
+        requests = entry["requests"]
+        return {
+            f"{name}_cpu_us_per_request": round(
+                (process_cpu_seconds(pid) - self.start[name]) * 1e6 / requests
+            )
+            if requests
+            else math.nan
+            for name, pid in self.pids.items()
+        }
 
 
 async def _metrics_scrapes(url: str) -> dict[str, Any]:
@@ -1172,21 +1196,29 @@ def render_markdown(data: dict[str, Any]) -> str:
         "Send (producer append) to outcome `occurred_at`; the load generator produces and "
         "reads outcomes in the benchmark process while the worker runs. Each rate starts once "
         "the worker's group has no lag left from the phases before it (*settled after*: the "
-        f"seconds that took; `n/a`: still lagging after {SETTLE_TIMEOUT_S:.0f} s).",
+        f"seconds that took; `n/a`: still lagging after {SETTLE_TIMEOUT_S:.0f} s). *Drained "
+        "after*: seconds from the last decision until the group had no lag left (the saga, "
+        "notifications and analytics of these requests done). CPU per request: the worker's "
+        "and the broker's user+system time from the first send until drained, over the "
+        "requests; at a low rate each record arrives alone and pays the per-fetch, "
+        "per-batch and per-produce costs that a backlog shares among many.",
         "",
         "| offered/s | settled after s | achieved send/s | requests | p50 ms | p95 ms | p99 ms "
-        "| max ms | invariants |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| max ms | drained after s | worker CPU µs/request | broker CPU µs/request "
+        "| invariants |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     if not r["latency"]:
-        lines.append("| not measured in this run (--skip latency) | | | | | | | | |")
+        lines.append("| not measured in this run (--skip latency) | | | | | | | | | | | |")
     for entry in r["latency"]:
         lines.append(
             f"| {entry['offered_per_s']:,} | {_fmt(entry.get('settle_s'), '.1f')} | "
             f"{_fmt(entry['achieved_send_per_s'])} | "
             f"{entry['requests']:,} | {_fmt(entry['p50_ms'], '.1f')} | "
             f"{_fmt(entry['p95_ms'], '.1f')} | {_fmt(entry['p99_ms'], '.1f')} | "
-            f"{_fmt(entry['max_ms'], '.1f')} | "
+            f"{_fmt(entry['max_ms'], '.1f')} | {_fmt(entry.get('drained_s'), '.1f')} | "
+            f"{_fmt(entry.get('worker_cpu_us_per_request'))} | "
+            f"{_fmt(entry.get('broker_cpu_us_per_request'))} | "
             + ("ok" if entry["invariants"]["ok"] else "VIOLATED")
             + (
                 f" (timed out: {entry['invariants']['decided']:,} of "

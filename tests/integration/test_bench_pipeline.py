@@ -55,6 +55,10 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert all(entry["invariants"]["ok"] for entry in results["latency"])
     # each rate starts on a worker with no lag left (a finite wait, not the timeout's nan)
     assert all(0 <= entry["settle_s"] < 300 for entry in results["latency"])
+    # ... and is measured until its own requests are drained: both processes did work for them
+    assert all(0 <= entry["drained_s"] < 300 for entry in results["latency"])
+    assert all(entry["worker_cpu_us_per_request"] > 0 for entry in results["latency"])
+    assert all(entry["broker_cpu_us_per_request"] > 0 for entry in results["latency"])
     soak = results["soak"]
     assert soak["invariants"]["ok"] is True
     assert soak["invariants"]["decided"] == soak["requests"]
@@ -87,4 +91,7 @@ def test_tiny_benchmark_writes_reports_and_invariants_hold(tmp_path: Path) -> No
     assert "A Prometheus scrape of this worker once idle" in markdown
     assert "## 2b. Full saga, scaled out" in markdown
     assert "| 2 | 0 |" in markdown
+    assert "| drained after s | worker CPU µs/request | broker CPU µs/request |" in markdown
+    first = results["latency"][0]
+    assert f"| {first['worker_cpu_us_per_request']:,.0f} | " in markdown
     assert "## 5. Memory and table keys over a long run" in markdown
