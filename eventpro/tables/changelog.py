@@ -15,9 +15,12 @@ batch per partition.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
+from heapq import heappop
 from typing import Any
 
 import faust
@@ -28,7 +31,10 @@ from yarl import URL
 
 from eventpro.produce import RecordBatches
 
-__all__ = ("GatheringTable", "gathering", "gathering_table")
+__all__ = ("CLEANUP_YIELD_EVERY", "GatheringTable", "gathering", "gathering_table")
+
+CLEANUP_YIELD_EVERY = 100
+"""Keys of closed windows Faust's cleanup deletes before other tasks get to run."""
 
 _gathered: ContextVar[RecordBatches | None] = ContextVar("eventpro_gathered", default=None)
 
@@ -98,6 +104,39 @@ class GatheringTable(faust.Table):  # type: ignore[misc]
         partition = self._gather(batches, key, None, "raw")
         self._maybe_del_key_ttl(key, partition)
         self._sensor_on_del(self, key)
+
+    async def _del_old_keys(self) -> None:
+        """Faust's cleanup of closed windows (every ``table_cleanup_interval``), letting other
+        tasks run every :data:`CLEANUP_YIELD_EVERY` steps.
+
+        Faust's loop deletes every key of every closed window without giving up the event
+        loop: the seen-fact ids of an hour's analytics window are millions of keys, and no
+        agent decides anything until they are gone. Same deletions (from the store only, as
+        Faust: the changelog's retention drops closed windows there); a table with a
+        window-close callback keeps Faust's loop, which calls it.
+        """
+        if self._on_window_close is not None:
+            await super()._del_old_keys()
+            return
+        window = self.window
+        assert window is not None
+        steps = 0
+        for partition, timestamps in list(self._partition_timestamps.items()):
+            while timestamps and window.stale(timestamps[0], time.time()):
+                timestamp = heappop(timestamps)
+                keys = self._partition_timestamp_keys.pop((partition, timestamp), None) or ()
+                for key in keys:
+                    self.data.pop(key, None)
+                    steps += 1
+                    if steps % CLEANUP_YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                if keys:
+                    self.last_closed_window = max(
+                        self.last_closed_window, max(key[1][0] for key in keys)
+                    )
+                steps += 1  # the heap holds a timestamp per write, most without keys
+                if steps % CLEANUP_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
 
     def store_many(self, writes: Sequence[tuple[EventT, Any, Any]]) -> bool:
         """Store ``(source, key, value)`` writes and gather their changelog records, each
