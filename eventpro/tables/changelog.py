@@ -34,7 +34,8 @@ from eventpro.produce import RecordBatches
 __all__ = ("CLEANUP_YIELD_EVERY", "GatheringTable", "gathering", "gathering_table")
 
 CLEANUP_YIELD_EVERY = 100
-"""Keys of closed windows Faust's cleanup deletes before other tasks get to run."""
+"""Steps of the cleanup of closed windows (keys deleted, window timestamps expired) between
+two turns of the other tasks: about 4 ms of deletes."""
 
 _gathered: ContextVar[RecordBatches | None] = ContextVar("eventpro_gathered", default=None)
 
