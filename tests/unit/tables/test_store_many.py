@@ -3,42 +3,16 @@ value``, one RocksDB write per partition, on plain and TTL stores."""
 
 from __future__ import annotations
 
-import contextlib
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import faust
 import pytest
-from faust.streams import _current_event
+from support.current_record import RecordEvent, current_record
 
 from eventpro.produce import RecordBatches
 from eventpro.tables.changelog import GatheringTable, gathering, gathering_table
-
-
-class _Message:
-    def __init__(self, partition: int) -> None:
-        self.topic = "ticket-requests"
-        self.partition = partition
-
-
-class _Event:
-    """What a table write reads from its record: its message's topic and partition."""
-
-    def __init__(self, partition: int) -> None:
-        self.message = _Message(partition)
-
-
-@contextlib.contextmanager
-def _current(partition: int) -> Iterator[None]:
-    """A record of ``partition`` is Faust's current event inside the block."""
-    event = _Event(partition)
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 @pytest.fixture(params=[None, 3600], ids=["plain", "ttl"])
@@ -77,17 +51,17 @@ def test_store_many_stores_and_gathers_what_key_by_key_writes_do(
     by_key_batches, many_batches = RecordBatches(), RecordBatches()
     with gathering(by_key_batches):
         for partition, key, value in writes:
-            with _current(partition):
+            with current_record(partition):
                 by_key[key] = value
     with gathering(many_batches):
-        assert many.store_many([(_Event(p), key, value) for p, key, value in writes]) is True
+        assert many.store_many([(RecordEvent(p), key, value) for p, key, value in writes]) is True
     for partition in (0, 1):
         assert _stored(many, partition) == _stored(by_key, partition)
         assert _stored(many, partition)  # something landed in each partition
     assert _records(many_batches, many) == _records(by_key_batches, by_key)
     assert len(_records(many_batches, many)) == len(writes)
     # Faust reads it back like any other write (a TTL store strips its timestamps).
-    with _current(0):
+    with current_record(0):
         assert many["ev/3"] == {"sold": 9}
 
 
@@ -95,7 +69,7 @@ def test_outside_gathering_store_many_writes_nothing(
     tables: tuple[GatheringTable, GatheringTable],
 ) -> None:
     _, many = tables
-    assert many.store_many([(_Event(0), "ev/1", {"sold": 1})]) is False
+    assert many.store_many([(RecordEvent(0), "ev/1", {"sold": 1})]) is False
     assert _stored(many, 0) == {}
 
 
@@ -103,5 +77,5 @@ def test_an_in_memory_table_is_written_key_by_key(tmp_path: Path) -> None:
     app = faust.App("store-many-memory", broker="kafka://127.0.0.1:1", store="memory://")
     table = gathering_table(app, "memory", partitions=2)
     with gathering(RecordBatches()):
-        assert table.store_many([(_Event(0), "ev/1", {"sold": 1})]) is False
+        assert table.store_many([(RecordEvent(0), "ev/1", {"sold": 1})]) is False
     assert dict(table.data.items()) == {}

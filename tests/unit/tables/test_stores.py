@@ -12,6 +12,7 @@ import faust
 import pytest
 from faust.stores.rocksdb import RocksDBOptions
 from rocksdict import Options, Rdict
+from support.loop_turns import LoopTurns
 
 from eventpro.app import app
 from eventpro.settings import get_settings
@@ -130,23 +131,16 @@ async def test_keys_of_active_partitions_are_counted_in_chunks_between_loop_turn
         _db(tmp_path / "2", 7),
     )
     first[_Store.offset_key] = b"999"  # Faust's offset record is not a key of the table
-    turns = 0
-
-    async def other_task() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    running = asyncio.create_task(other_task())
     try:
         for i in range(0, 1_000, 2):
             del first[f"e/{i:05}".encode()]
         first.flush()
-        assert await stores.count_keys(_Store([first, second])) == 550
-        assert turns >= 5  # 500 + 1 keys in chunks of 100: the loop ran in between
+        async with LoopTurns() as other:
+            before = other.turns
+            assert await stores.count_keys(_Store([first, second])) == 550
+            # 500 + 1 keys in chunks of 100: the loop ran in between
+            assert other.turns - before >= 5
     finally:
-        running.cancel()
         for db in (first, second, standby):
             db.close()
 

@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import faust
 import pytest
-from faust.streams import _current_event
+from support.current_record import current_record
 
 from eventpro.produce import RecordBatches
 from eventpro.tables.changelog import GatheringTable, gathering, gathering_table
 
 
-class _Message:
-    topic = "ticket-requests"
-    partition = 0
-
-
-class _Event:
-    message = _Message()
-
-
 @contextlib.contextmanager
 def _current() -> Iterator[None]:
-    """A record of partition 0 is Faust's current event inside the block (reads go there);
-    writes gather their changelog records instead of sending them."""
-    event = _Event()
-    token = _current_event.set(weakref.ref(event))
-    try:
-        with gathering(RecordBatches()):
-            yield
-    finally:
-        _current_event.reset(token)
+    """Reads and writes go to partition 0; writes gather their changelog records instead of
+    sending them."""
+    with current_record(0), gathering(RecordBatches()):
+        yield
 
 
 class _LookupCounter:

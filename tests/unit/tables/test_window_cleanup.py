@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-import weakref
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import faust
-from faust.streams import _current_event
+from support.current_record import current_record
+from support.loop_turns import LoopTurns
 
 from eventpro.produce import RecordBatches
 from eventpro.tables.changelog import (
@@ -25,25 +24,11 @@ CLOSED = (0.0, 9.9)
 """A 10 s window of 1970: long stale."""
 
 
-class _Message:
-    topic = "reservations"
-    partition = 0
-
-
-class _Event:
-    message = _Message()
-
-
 @contextlib.contextmanager
 def _writing() -> Iterator[None]:
     """Writes go to partition 0 and gather their changelog records (no producer needed)."""
-    event = _Event()
-    token = _current_event.set(weakref.ref(event))
-    try:
-        with gathering(RecordBatches()):
-            yield
-    finally:
-        _current_event.reset(token)
+    with current_record(0, "reservations"), gathering(RecordBatches()):
+        yield
 
 
 def _windowed(name: str) -> GatheringTable:
@@ -81,22 +66,10 @@ async def test_other_tasks_run_while_a_large_window_is_deleted() -> None:
     table = _windowed("large")
     keys = 10 * CLEANUP_YIELD_EVERY
     _write(table, range(keys), CLOSED)
-    turns = 0
-    cleaning = True
-
-    async def other_task() -> None:
-        nonlocal turns
-        while cleaning:
-            turns += 1
-            await asyncio.sleep(0)
-
-    other = asyncio.create_task(other_task())
-    await asyncio.sleep(0)
-    before = turns
-    await table._del_old_keys()
-    during = turns - before
-    cleaning = False
-    await other
+    async with LoopTurns() as other:
+        before = other.turns
+        await table._del_old_keys()
+        during = other.turns - before
     assert _stored(table) == set()
     # Faust's own loop never yields: the other task would not have run at all meanwhile
     assert during >= keys // CLEANUP_YIELD_EVERY
