@@ -40,6 +40,8 @@
    gap tracking misses those at the head): then it commits past them. Records a fetch
    returned from before a seek are not delivered (:meth:`EventProConsumer.getmany`): Faust
    let them move the read offset past the records the seek fetched again, and dropped those.
+   Records of a fetch that Faust's own ``getmany`` drops (the flow stopped, a new generation,
+   a partition paused) count as given up (:meth:`EventProConsumer._note_undelivered`).
 
 7. Exactly once, transactions that hold records but no offsets are committed too. Faust puts
    a record in the transaction of its *destination* partition and commits a transaction only
@@ -160,6 +162,8 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """Per stream partition with nothing taken or done, its commit point and since when."""
         self._stall_reads: dict[TP, tuple[int, int]] = {}
         """Per stream partition, the offsets ``[start, end)`` last read again for a stall."""
+        self._fetched: Any = None
+        """The records of the fetch being handed over (:meth:`_note_undelivered`)."""
 
     async def commit(
         self, topics: set[str | TP] | None = None, start_new_transaction: bool = True
@@ -284,11 +288,23 @@ class EventProConsumer(aiokafka_driver.Consumer):
     def note_unprocessed(self, message: Message) -> None:
         """``message`` was given up unprocessed: its partition is read again from the commit
         point, without waiting for a rebalance (see :meth:`_new_offset`)."""
-        if message.tp.topic in self.app.tables.changelog_topics:
-            return  # table recovery reads changelogs; they are never sought back here
         offset = int(message.offset)
-        low, high = self._unprocessed.get(message.tp, (offset, offset))
-        self._unprocessed[message.tp] = (min(low, offset), max(high, offset))
+        self._note_unprocessed(message.tp, offset, offset)
+
+    def _note_unprocessed(self, tp: TP, first: int, last: int) -> None:
+        """Offsets ``first..last`` of ``tp`` hold records given up unprocessed."""
+        if tp.topic in self.app.tables.changelog_topics:
+            return  # table recovery reads changelogs; they are never sought back here
+        low, high = self._unprocessed.get(tp, (first, last))
+        self._unprocessed[tp] = (min(low, first), max(high, last))
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust's gap between two records read, counted as acknowledged offsets, unless it
+        holds records given up: those were fetched and dropped, not absent."""
+        given_up = self._unprocessed.get(tp)
+        if given_up is not None and given_up[0] < offset_to and given_up[1] >= offset_from:
+            return
+        await super()._add_gap(tp, offset_from, offset_to)
 
     async def perform_seek(self) -> None:
         """Seek to the committed offsets, and partitions with none to their beginning.
@@ -344,26 +360,62 @@ class EventProConsumer(aiokafka_driver.Consumer):
         asked = dict(self._seek_epoch)
         doubtful: set[TP] = set()
         epochs: dict[TP, int] | None = None
-        async for tp, message in super().getmany(timeout):
-            if epochs is None:  # the fetch just returned: later seeks make its records stale
-                epochs = dict(self._seek_epoch)
-            epoch = self._seek_epoch.get(tp)
-            if epoch is not None:
-                if epoch != epochs.get(tp) or tp in doubtful:
-                    self.note_unprocessed(message)
-                    continue
-                probe = self._probes.get(tp)
-                if probe is not None and message.offset >= probe:
-                    if message.offset > probe and asked.get(tp) != epoch:
-                        del self._probes[tp]  # nothing proven: free to read it again
-                        doubtful.add(tp)
+        handed: dict[TP, int] = {}
+        self._fetched = None
+        try:
+            async for tp, message in super().getmany(timeout):
+                handed[tp] = message.offset
+                if epochs is None:  # the fetch just returned: later seeks make it stale
+                    epochs = dict(self._seek_epoch)
+                epoch = self._seek_epoch.get(tp)
+                if epoch is not None:
+                    if epoch != epochs.get(tp) or tp in doubtful:
                         self.note_unprocessed(message)
                         continue
-                    del self._probes[tp]
-                    if message.offset > probe:
-                        self._no_records[tp] = (probe, message.offset)
-                    self._report_stall(tp, message.offset)
-            yield tp, message
+                    probe = self._probes.get(tp)
+                    if probe is not None and message.offset >= probe:
+                        if message.offset > probe and asked.get(tp) != epoch:
+                            del self._probes[tp]  # nothing proven: free to read it again
+                            doubtful.add(tp)
+                            self.note_unprocessed(message)
+                            continue
+                        del self._probes[tp]
+                        if message.offset > probe:
+                            self._no_records[tp] = (probe, message.offset)
+                        self._report_stall(tp, message.offset)
+                yield tp, message
+        finally:
+            self._note_undelivered(handed)
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:  # noqa: ASYNC109
+        """Faust's wait for the next fetch; its records are kept for :meth:`_note_undelivered`."""
+        records, active = await super()._wait_next_records(timeout)
+        self._fetched = records
+        return records, active
+
+    def _note_undelivered(self, handed: dict[TP, int]) -> None:
+        """Records of the last fetch that Faust's ``getmany`` never handed over are given up.
+
+        Faust drops the rest of a fetch when flow control stops or the generation changes
+        mid-batch, and all of it when the flow stopped before (its seek back to the committed
+        offsets can fail: a broker just restarted), or for a partition paused meanwhile.
+        Unnoted, those records were invisible: the next record read passed for the first one
+        after the last seek, or Faust's gap tracking counted their offsets as acknowledged,
+        and they were committed past (seen: nine requests never decided after a restart).
+        ``handed`` has, per partition, the offset of the last record handed over.
+        """
+        fetched, self._fetched = self._fetched, None
+        if not fetched:
+            return
+        for tp, records in fetched.items():
+            if not records:
+                continue
+            after = handed.get(tp)
+            last = int(records[-1].offset)
+            if after is not None and after >= last:
+                continue
+            first = next(int(r.offset) for r in records if after is None or r.offset > after)
+            self._note_unprocessed(TP(tp.topic, tp.partition), first, last)
 
     def _report_stall(self, tp: TP, offset: int) -> None:
         """Warn when reading a stalled partition again brought a record (not only markers)."""
