@@ -358,16 +358,44 @@ async def test_offsets_at_the_head_shown_to_hold_no_record_are_committed_past(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under read_committed an aborted transaction's records and the markers are never
-    delivered; after a seek to 11 Faust's gap tracking starts at 12 and misses 11."""
+    delivered; after a seek to 11 Faust's gap tracking starts at 12 and misses 11. Two reads
+    from 11 that both begin at 14 prove it."""
     consumer, tp = _offsets_consumer(tmp_path, committed=11, acked=[])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
     consumer._sought(tp, 11)
-    _fetched(monkeypatch, [[Msg(tp=tp, offset=14), Msg(tp=tp, offset=15)]])
+    _fetched(monkeypatch, [[Msg(tp=tp, offset=14), Msg(tp=tp, offset=15)]] * 2)
     assert await _read(consumer) == [14, 15]  # the first record after the seek is 14
     consumer._acked[tp] = [14, 15]
     consumer._acked_index[tp] = {14, 15}
     later = _in_flight(consumer, tp, 16)  # in flight above the head: no reason to wait
+    assert consumer._new_offset(tp) is None  # seen once: read again to confirm
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 11}]
+    assert await _read(consumer) == [14, 15]  # the same again
     assert consumer._new_offset(tp) == 16
-    assert later.acked is False
+    assert later.acked is False and consumer._holes == {}
+
+
+async def test_a_hole_seen_once_is_read_again_and_a_record_there_disproves_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under at-least-once every offset holds a record, yet chaos runs saw the first record
+    after a seek to 24 be 50 several times a run (a fetch racing the seek)."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=24, acked=[])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    consumer._sought(tp, 24)
+    _fetched(monkeypatch, [[Msg(tp=tp, offset=50)], [Msg(tp=tp, offset=o) for o in (24, 25)]])
+    assert await _read(consumer) == [50]
+    consumer._acked[tp] = [50]
+    consumer._acked_index[tp] = {50}
+    assert consumer._new_offset(tp) is None
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 24}]
+    assert await _read(consumer) == [24, 25]  # records were there after all
+    assert consumer._holes == {} and consumer._no_records == {}
+    consumer._acked[tp] = [24, 25, 50]
+    consumer._acked_index[tp] = {24, 25, 50}
+    assert consumer._new_offset(tp) == 26
 
 
 async def test_an_unexplained_hole_at_the_head_is_read_again(
