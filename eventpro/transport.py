@@ -35,8 +35,8 @@
    partition's transaction never committed, timed out and fenced the worker). When the head
    of a partition's commits is blocked and nothing below the first acknowledged record is in
    flight, :meth:`EventProConsumer._new_offset` seeks the partition back to the head, unless
-   the first record read after the last seek proves the offsets in between hold no record a
-   stream will see (transaction markers, aborted transactions under read_committed; Faust's
+   the first record read after each of the last two seeks to the head, the same one, proves
+   the offsets in between hold no record a stream will see (transaction markers, aborted transactions under read_committed; Faust's
    gap tracking misses those at the head): then it commits past them. Records a fetch
    returned from before a seek are not delivered (:meth:`EventProConsumer.getmany`): Faust
    let them move the read offset past the records the seek fetched again, and dropped those.
