@@ -36,12 +36,13 @@
    of a partition's commits is blocked and nothing below the first acknowledged record is in
    flight, :meth:`EventProConsumer._new_offset` seeks the partition back to the head, unless
    the first record read after each of the last two seeks to the head, the same one, proves
-   the offsets in between hold no record a stream will see (transaction markers, aborted transactions under read_committed; Faust's
-   gap tracking misses those at the head): then it commits past them. Records a fetch
+   the offsets in between hold no record a stream will see (transaction markers, aborted
+   transactions under read_committed; Faust's gap tracking misses those at the head): then
+   it commits past them. Records a fetch
    returned from before a seek are not delivered (:meth:`EventProConsumer.getmany`): Faust
    let them move the read offset past the records the seek fetched again, and dropped those.
-   Records of a fetch that Faust's own ``getmany`` drops (the flow stopped, a new generation,
-   a partition paused) count as given up (:meth:`EventProConsumer._note_undelivered`).
+   Records of a fetch that Faust's own ``getmany`` drops (the flow stopped, a new generation)
+   count as given up (:meth:`EventProConsumer._note_undelivered`).
 
 7. Exactly once, transactions that hold records but no offsets are committed too. Faust puts
    a record in the transaction of its *destination* partition and commits a transaction only
@@ -88,7 +89,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, cast
 
 import aiokafka
@@ -145,8 +146,9 @@ class EventProConsumer(aiokafka_driver.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._unprocessed: dict[TP, tuple[int, int]] = {}
-        """Per partition, the lowest and highest offset of records given up unprocessed."""
+        self._unprocessed: dict[TP, set[int]] = {}
+        """Per partition, the offsets of records given up unprocessed (never a range: the
+        offsets in between may hold transaction markers, which no read ever brings)."""
         self._rereading: set[TP] = set()
         """Partitions being sought back to their commit point."""
         self._seek_tasks: set[asyncio.Task[None]] = set()
@@ -235,31 +237,32 @@ class EventProConsumer(aiokafka_driver.Consumer):
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                records = self.getmany(timeout=1.0)
-                await self.sleep(0)  # getmany may return at once, again and again
-                if self.should_stop:
-                    continue
-                async for tp, message in records:
-                    since_yield += 1
-                    if since_yield > DRAIN_YIELD_EVERY:
-                        await asyncio.sleep(0)
-                        since_yield = 0
-                    offset = message.offset
-                    read = read_offsets[tp]
-                    if read is not None and offset < read:
-                        continue  # read before (a seek went back): Faust drops it too
-                    if read and offset - read > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, read + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    if suspend_flow.is_set():
-                        await self.wait_first(callback(message), suspend_flow.wait())
-                    else:
-                        rest = start_inline(callback(message))
-                        if rest is not None:
-                            await self.wait_first(rest, suspend_flow.wait())
-                    read_offsets[tp] = offset
+                # closed on the spot even when cancelled: it notes what Faust dropped
+                async with contextlib.aclosing(self.getmany(timeout=1.0)) as records:
+                    await self.sleep(0)  # getmany may return at once, again and again
+                    if self.should_stop:
+                        continue
+                    async for tp, message in records:
+                        since_yield += 1
+                        if since_yield > DRAIN_YIELD_EVERY:
+                            await asyncio.sleep(0)
+                            since_yield = 0
+                        offset = message.offset
+                        read = read_offsets[tp]
+                        if read is not None and offset < read:
+                            continue  # read before (a seek went back): Faust drops it too
+                        if read and offset - read > 1 and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, read + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        if suspend_flow.is_set():
+                            await self.wait_first(callback(message), suspend_flow.wait())
+                        else:
+                            rest = start_inline(callback(message))
+                            if rest is not None:
+                                await self.wait_first(rest, suspend_flow.wait())
+                        read_offsets[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if not self.app.should_stop:
@@ -292,23 +295,26 @@ class EventProConsumer(aiokafka_driver.Consumer):
     def note_unprocessed(self, message: Message) -> None:
         """``message`` was given up unprocessed: its partition is read again from the commit
         point, without waiting for a rebalance (see :meth:`_new_offset`)."""
-        offset = int(message.offset)
-        self._note_unprocessed(message.tp, offset, offset)
+        self._note_unprocessed(message.tp, [int(message.offset)])
 
-    def _note_unprocessed(self, tp: TP, first: int, last: int) -> None:
-        """Offsets ``first..last`` of ``tp`` hold records given up unprocessed."""
+    def _note_unprocessed(self, tp: TP, offsets: Iterable[int]) -> None:
+        """The records of ``tp`` at ``offsets`` were given up unprocessed."""
         if tp.topic in self.app.tables.changelog_topics:
             return  # table recovery reads changelogs; they are never sought back here
-        low, high = self._unprocessed.get(tp, (first, last))
-        self._unprocessed[tp] = (min(low, first), max(high, last))
+        self._unprocessed.setdefault(tp, set()).update(offsets)
+
+    def _given_up_in(self, tp: TP, start: int, end: int) -> list[int]:
+        """The offsets in ``[start, end)`` of records of ``tp`` given up unprocessed."""
+        return sorted(o for o in self._unprocessed.get(tp, ()) if start <= o < end)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        """Faust's gap between two records read, counted as acknowledged offsets, unless it
-        holds records given up: those were fetched and dropped, not absent."""
-        given_up = self._unprocessed.get(tp)
-        if given_up is not None and given_up[0] < offset_to and given_up[1] >= offset_from:
-            return
-        await super()._add_gap(tp, offset_from, offset_to)
+        """Faust's gap between two records read: the offsets ``offset_from..offset_to - 1``
+        hold no record and count as acknowledged.
+
+        Faust's own gap takes in ``offset_to`` too, the record just read: given up later, it
+        still counted as acknowledged and was committed past.
+        """
+        await super()._add_gap(tp, offset_from, offset_to - 1)
 
     async def perform_seek(self) -> None:
         """Seek to the committed offsets, and partitions with none to their beginning.
@@ -418,7 +424,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
 
         Faust drops the rest of a fetch when flow control stops or the generation changes
         mid-batch, and all of it when the flow stopped before (its seek back to the committed
-        offsets can fail: a broker just restarted), or for a partition paused meanwhile.
+        offsets can fail: a broker just restarted).
         Unnoted, those records were invisible: the next record read passed for the first one
         after the last seek, or Faust's gap tracking counted their offsets as acknowledged,
         and they were committed past (seen: nine requests never decided after a restart).
@@ -431,11 +437,10 @@ class EventProConsumer(aiokafka_driver.Consumer):
             if not records:
                 continue
             after = handed.get(tp)
-            last = int(records[-1].offset)
-            if after is not None and after >= last:
+            if after is not None and after >= records[-1].offset:
                 continue
-            first = next(int(r.offset) for r in records if after is None or r.offset > after)
-            self._note_unprocessed(TP(tp.topic, tp.partition), first, last)
+            dropped = [int(r.offset) for r in records if after is None or r.offset > after]
+            self._note_unprocessed(TP(tp.topic, tp.partition), dropped)
 
     def _report_stall(self, tp: TP, offset: int) -> None:
         """Warn when reading a stalled partition again brought a record (not only markers)."""
@@ -473,6 +478,9 @@ class EventProConsumer(aiokafka_driver.Consumer):
             filled: list[int] = []
             for interval in sorted(gaps.overlap(0, top), key=lambda i: i.begin):
                 filled.extend(range(interval.begin, interval.end))
+            given_up = self._unprocessed.get(tp)
+            if given_up:  # records were there after all: acknowledged only when processed
+                filled = [offset for offset in filled if offset not in given_up]
             if filled:
                 acked.extend(filled)
                 gaps.chop(0, max(filled[-1], top + 1))
@@ -496,9 +504,11 @@ class EventProConsumer(aiokafka_driver.Consumer):
         last = acked[end]
         index.difference_update(acked[: end + 1])
         del acked[: end + 1]
-        unprocessed = self._unprocessed.get(tp)
-        if unprocessed is not None and last >= unprocessed[1]:
-            self._unprocessed.pop(tp, None)  # every record given up was processed since
+        given_up = self._unprocessed.get(tp)
+        if given_up is not None:  # those up to ``last`` were processed since
+            given_up.difference_update([offset for offset in given_up if offset <= last])
+            if not given_up:
+                del self._unprocessed[tp]
         hole = self._holes.get(tp)
         if hole is not None and last >= hole[1]:
             del self._holes[tp]
@@ -514,8 +524,8 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """
         if any(m.tp == tp and m.offset < end and not m.acked for m in list(self._unacked_messages)):
             return False
-        unprocessed = self._unprocessed.get(tp)
-        if unprocessed is None or unprocessed[0] >= end:
+        given_up = self._given_up_in(tp, start, end)
+        if not given_up:
             empty = self._no_records.get(tp)
             if empty is not None and empty[0] <= start and end <= empty[1]:
                 return True  # since the last two seeks, the first record after ``start`` is ``end``
@@ -529,7 +539,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
             # first record read after the seek shows whether it holds any.
             self._read_again(tp, start, f"nothing explains the hole up to offset {end}")
         else:  # given-up records are real: never committed past
-            self._read_again(tp, start, f"records {unprocessed[0]}..{unprocessed[1]} were given up")
+            self._read_again(tp, start, f"records {given_up[0]}..{given_up[-1]} were given up")
         return False
 
     def _sweep_unprocessed(self) -> None:
@@ -538,11 +548,13 @@ class EventProConsumer(aiokafka_driver.Consumer):
         :meth:`_new_offset` sees them only behind an acknowledged record; a given-up record
         with nothing acknowledged after it (the partition's last one) is caught here.
         """
-        if not self._unprocessed:
+        if not (self._unprocessed or self._holes):
             return
         assigned = self.assignment()
-        for tp, (_, high) in list(self._unprocessed.items()):
-            expected = self._next_uncommitted(tp)
+        for tp in [tp for tp in self._holes if tp not in assigned]:
+            del self._holes[tp]  # seen under an earlier assignment: proves nothing now
+        for tp, offsets in list(self._unprocessed.items()):
+            expected, high = self._next_uncommitted(tp), max(offsets)
             if tp not in assigned:
                 self._unprocessed.pop(tp, None)  # its new owner reads it from the commit point
             elif expected is None:

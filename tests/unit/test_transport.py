@@ -322,7 +322,7 @@ def test_a_record_a_stream_skipped_is_not_committable(
     current = message(10, generation=7)
     assert consumer.ack(current) is True
     assert consumer._acked[tp] == [10]
-    assert consumer._unprocessed == {tp: (10, 11)}  # to be read again
+    assert consumer._unprocessed == {tp: {10, 11}}  # to be read again
 
 
 def _fetched(monkeypatch: pytest.MonkeyPatch, batches: list[list[Any]], during: Any = None) -> None:
@@ -438,7 +438,7 @@ async def test_records_fetched_before_a_seek_are_not_delivered(
     stale = [Msg(tp=tp, offset=437), Msg(tp=tp, offset=438), Msg(tp=other, offset=0)]
     _fetched(monkeypatch, [stale], during=lambda: consumer._sought(tp, 419))
     assert await _read(consumer) == [437, 0]  # 438 came after the seek: withheld
-    assert consumer._unprocessed == {tp: (438, 438)}
+    assert consumer._unprocessed == {tp: {438}}
     assert consumer._no_records == {}  # 437 proves nothing: the seek came after it
 
 
@@ -465,7 +465,7 @@ async def test_a_fetch_asked_before_a_seek_proves_no_offset_empty(
     _fetched_across_a_seek(consumer, monkeypatch, tp, 32, [41, 42])
     assert await _read(consumer) == []
     assert consumer._no_records == {} and tp not in consumer._probes
-    assert consumer._unprocessed == {tp: (41, 42)}  # read again from the commit point
+    assert consumer._unprocessed == {tp: {41, 42}}  # read again from the commit point
     seeks = _record_seeks(consumer, monkeypatch, tp)
     consumer._sweep_unprocessed()
     await asyncio.gather(*consumer._seek_tasks)
@@ -518,7 +518,7 @@ async def test_records_faust_drops_from_a_fetch_are_never_committed_past(
     with caplog.at_level(logging.WARNING):
         assert await _read(consumer) == []
     assert "exception performing seek when flow not active" in caplog.text
-    assert consumer._unprocessed == {tp: (32, 40)}
+    assert consumer._unprocessed == {tp: set(range(32, 41))}
     consumer.resume_flow()
     assert await _read(consumer) == [41, 42]
     consumer._acked[tp] = [41, 42]
@@ -540,23 +540,36 @@ async def test_records_dropped_mid_batch_are_given_up_from_the_first_not_handed_
         if message.offset == 11:
             consumer.stop_flow()  # a rebalance begins: Faust drops the rest of the batch
     assert read == [10, 11]
-    assert consumer._unprocessed == {tp: (12, 13)}
+    assert consumer._unprocessed == {tp: {12, 13}}
 
 
-async def test_a_gap_over_given_up_records_is_not_acknowledged(
+async def test_a_gap_never_counts_given_up_records_as_acknowledged(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Faust counts offsets skipped between two records read as holding none; records it
-    dropped are not absent."""
-    consumer, tp = _offsets_consumer(tmp_path, committed=32, acked=[41])
+    """Faust counts the offsets skipped between two records read as holding none, and the
+    record just read as well: given up later, it was committed past."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=10, acked=[10, 13])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    await consumer._add_gap(tp, 11, 12)  # a marker at 11, then record 12 read
+    consumer.note_unprocessed(Msg(tp=tp, offset=12))  # its batch gave it up
+    assert consumer._new_offset(tp) == 12  # 10 and the marker, never 12
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [] and consumer._unprocessed == {tp: {12}}
+
+
+async def test_markers_between_given_up_records_do_not_block_the_commits(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records 10, 11, 13, 14 and a transaction marker at 12: Faust dropped 11..14; read
+    again, the marker's gap is acknowledged and the commits go on."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=10, acked=[])
     _record_seeks(consumer, monkeypatch, tp)
-    consumer._note_unprocessed(tp, 32, 40)
-    await consumer._add_gap(tp, 32, 41)
-    assert not consumer._gap[tp]
-    assert consumer._new_offset(tp) is None
-    other = TP("ticket-requests", 1)
-    await consumer._add_gap(other, 5, 7)  # nothing given up there: Faust's gap stands
-    assert consumer._gap[other]
+    consumer._note_unprocessed(tp, [11, 13, 14])
+    consumer._acked[tp] = [10, 11, 13, 14]  # read again and processed
+    consumer._acked_index[tp] = {10, 11, 13, 14}
+    await consumer._add_gap(tp, 12, 13)
+    assert consumer._new_offset(tp) == 15
+    assert consumer._unprocessed == {}
 
 
 async def test_a_record_given_up_at_the_head_is_read_again_from_the_commit_point(
