@@ -131,6 +131,33 @@ class _EventProWorker(faust.Worker):
         """
         await super()._cry()
         print(self.app.agents.human_tracebacks(), file=self.stderr, flush=True)
+        thread = getattr(self.app.consumer, "_thread", None)
+        loop = getattr(thread, "thread_loop", None)
+        if loop is not None:
+            print(consumer_thread_tasks(loop), file=self.stderr, flush=True)
+
+
+def consumer_thread_tasks(loop: asyncio.AbstractEventLoop) -> str:
+    """The await chain of every task on the Kafka consumer thread's loop.
+
+    The group coordination of aiokafka runs there; a worker that lost its coordinator after a
+    broker restart and never found it again showed nothing of it in mode's dump.
+    """
+    try:
+        tasks = list(asyncio.all_tasks(loop))  # another thread's loop: a snapshot, best effort
+    except RuntimeError as exc:
+        return f"consumer thread tasks not readable: {exc!r}"
+    lines = [f"CONSUMER THREAD TASKS ({len(tasks)})"]
+    for task in tasks:
+        lines.append(f"* {task.get_name()}")
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                lines.append(f"    {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return "\n".join(lines)
 
 
 def discard_untrusted_tables(settings: Settings, tabledir: Path) -> bool:
