@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import faust
 
+from eventpro.kafka_conn import fail_cleanly_on_closed_transports
 from eventpro.processes import enable_thread_dumps, exit_with_parent
 from eventpro.settings import Settings, get_settings
 
@@ -74,6 +75,7 @@ def use_event_loop(name: str) -> str:
             logger.warning("uvloop is not installed; the worker runs on asyncio's event loop")
         else:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            fail_cleanly_on_closed_transports()
             return "uvloop"
     asyncio.set_event_loop_policy(None)
     return "asyncio"
