@@ -38,9 +38,9 @@
    the first record read after each of the last two seeks to the head, the same one, proves
    the offsets in between hold no record a stream will see (transaction markers, aborted
    transactions under read_committed; Faust's gap tracking misses those at the head): then
-   it commits past them. Records a fetch
-   returned from before a seek are not delivered (:meth:`EventProConsumer.getmany`): Faust
-   let them move the read offset past the records the seek fetched again, and dropped those.
+   it commits past them. Records a fetch returned from before a seek are not delivered
+   (:meth:`EventProConsumer.getmany`): Faust let them move the read offset past the records
+   the seek fetched again, and dropped those.
    Records of a fetch that Faust's own ``getmany`` drops (the flow stopped, a new generation)
    count as given up (:meth:`EventProConsumer._note_undelivered`).
 
@@ -424,10 +424,10 @@ class EventProConsumer(aiokafka_driver.Consumer):
 
         Faust drops the rest of a fetch when flow control stops or the generation changes
         mid-batch, and all of it when the flow stopped before (its seek back to the committed
-        offsets can fail: a broker just restarted).
-        Unnoted, those records were invisible: the next record read passed for the first one
-        after the last seek, or Faust's gap tracking counted their offsets as acknowledged,
-        and they were committed past (seen: nine requests never decided after a restart).
+        offsets can fail: a broker just restarted). Unnoted, those records were invisible: the
+        next record read passed for the first one after the last seek, or Faust's gap tracking
+        counted their offsets as acknowledged, and they were committed past (seen: nine
+        requests never decided after a restart).
         ``handed`` has, per partition, the offset of the last record handed over.
         """
         fetched, self._fetched = self._fetched, None
