@@ -440,7 +440,13 @@ class EventProConsumer(aiokafka_driver.Consumer):
             if after is not None and after >= records[-1].offset:
                 continue
             dropped = [int(r.offset) for r in records if after is None or r.offset > after]
-            self._note_unprocessed(TP(tp.topic, tp.partition), dropped)
+            tp = TP(tp.topic, tp.partition)
+            self._note_unprocessed(tp, dropped)
+            probe = self._probes.get(tp)
+            if probe is not None and dropped[-1] >= probe:
+                # what the last seek fetched again was dropped: no record of it will come,
+                # so the next commit may seek again (it waited for the 15 s stall check)
+                del self._probes[tp]
 
     def _report_stall(self, tp: TP, offset: int) -> None:
         """Warn when reading a stalled partition again brought a record (not only markers)."""

@@ -528,6 +528,28 @@ async def test_records_faust_drops_from_a_fetch_are_never_committed_past(
     assert seeks == [{tp: 32}]  # read again from the commit point
 
 
+async def test_a_partition_whose_reread_records_faust_dropped_is_sought_again_at_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in chaos runs: after the broker restart's rebalance the records fetched from the
+    commit point were dropped; no other seek came until the 15 s stall check, ~20 s later."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=27, acked=[])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    consumer._sought(tp, 27)
+    _faust_fetches(consumer, monkeypatch, tp, [[27, 28, 29, 30, 31]])
+
+    async def coordinator_gone() -> dict[TP, int]:
+        raise ConnectionError("the group coordinator is not available")
+
+    monkeypatch.setattr(consumer, "seek_to_committed", coordinator_gone)
+    consumer.stop_flow()  # the fetch arrives while the flow is stopped: Faust drops it all
+    assert await _read(consumer) == []
+    consumer.resume_flow()
+    consumer._sweep_unprocessed()
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 27}]
+
+
 async def test_records_dropped_mid_batch_are_given_up_from_the_first_not_handed_over(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
