@@ -498,6 +498,15 @@ def _faust_fetches(
     monkeypatch.setattr(consumer, "highwater", lambda tp: 0)
 
 
+def _coordinator_gone(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeks to the committed offsets fail, as right after a broker restart."""
+
+    async def coordinator_gone() -> dict[TP, int]:
+        raise ConnectionError("the group coordinator is not available")
+
+    monkeypatch.setattr(consumer, "seek_to_committed", coordinator_gone)
+
+
 async def test_records_faust_drops_from_a_fetch_are_never_committed_past(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -509,11 +518,7 @@ async def test_records_faust_drops_from_a_fetch_are_never_committed_past(
     seeks = _record_seeks(consumer, monkeypatch, tp)
     consumer._sought(tp, 32)
     _faust_fetches(consumer, monkeypatch, tp, [list(range(32, 41)), [41, 42]])
-
-    async def coordinator_gone() -> dict[TP, int]:
-        raise ConnectionError("the group coordinator is not available")
-
-    monkeypatch.setattr(consumer, "seek_to_committed", coordinator_gone)
+    _coordinator_gone(consumer, monkeypatch)
     consumer.stop_flow()
     with caplog.at_level(logging.WARNING):
         assert await _read(consumer) == []
@@ -537,11 +542,7 @@ async def test_a_partition_whose_reread_records_faust_dropped_is_sought_again_at
     seeks = _record_seeks(consumer, monkeypatch, tp)
     consumer._sought(tp, 27)
     _faust_fetches(consumer, monkeypatch, tp, [[27, 28, 29, 30, 31]])
-
-    async def coordinator_gone() -> dict[TP, int]:
-        raise ConnectionError("the group coordinator is not available")
-
-    monkeypatch.setattr(consumer, "seek_to_committed", coordinator_gone)
+    _coordinator_gone(consumer, monkeypatch)
     consumer.stop_flow()  # the fetch arrives while the flow is stopped: Faust drops it all
     assert await _read(consumer) == []
     consumer.resume_flow()
