@@ -127,9 +127,11 @@ class _EventProWorker(faust.Worker):
             self._on_ready(url)
 
     async def _cry(self) -> None:
-        """SIGUSR1: besides mode's thread/task dump, print where each agent is awaiting.
+        """SIGUSR1: besides mode's thread/task dump, print where each agent and each task of
+        the Kafka consumer thread is awaiting.
 
-        mode shows only a task's top frame; a stuck agent is found by its await chain.
+        mode shows only a task's top frame, and only the main loop's; a stuck agent or group
+        coordination is found by its await chain.
         """
         await super()._cry()
         print(self.app.agents.human_tracebacks(), file=self.stderr, flush=True)
