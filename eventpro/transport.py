@@ -71,6 +71,11 @@
    (:func:`eventpro.inline.start_inline`) and falls back to ``wait_first`` only for a callback
    that really waits, or while the flow is suspended. It halved Faust's CPU per record.
 
+11. Records fetched for a fetch loop that was stopped are read again. Faust stops its fetch
+   loop when partitions are revoked; a fetch the consumer thread had started goes on, waits
+   for the new assignment and returns its first records to nobody, past which the client's
+   position has moved. :meth:`EventProConsumer._note_abandoned_fetch` notes them given up.
+
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
 stay referenced but unacknowledged although every agent is idle (Faust issue #133 and
@@ -413,6 +418,41 @@ class EventProConsumer(aiokafka_driver.Consumer):
         else:
             self._holes[tp] = hole
 
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:  # noqa: ASYNC109
+        """Faust's fetch from the consumer thread; records of a fetch whose caller was
+        cancelled are given up (item 11 of the module docstring)."""
+        fetch = asyncio.ensure_future(super()._getmany(active_partitions, timeout))
+        try:
+            return await asyncio.shield(fetch)
+        except asyncio.CancelledError:
+            fetch.add_done_callback(self._note_abandoned_fetch)
+            raise
+
+    def _note_abandoned_fetch(self, fetch: asyncio.Future[Any]) -> None:
+        """The records a fetch returned after its caller, the fetch loop, was stopped.
+
+        Faust stops the fetch loop when partitions are revoked, but the consumer thread goes
+        on with a fetch it already started: the client waits for the new assignment and
+        returns its first records to a caller that is gone. The client's position moved past
+        them, so nothing read them again until the stall check (seen: after a broker restart
+        a request partition waited 24 s, its position at the end offset, its commit 8 back).
+        """
+        if fetch.cancelled() or fetch.exception() is not None:
+            return
+        records = fetch.result() or {}
+        for tp, fetched in records.items():
+            if fetched:
+                tp = TP(tp.topic, tp.partition)
+                logger.info(
+                    "a fetch returned %s[%d] %d..%d after the fetch loop stopped; they are "
+                    "read again",
+                    tp.topic,
+                    tp.partition,
+                    fetched[0].offset,
+                    fetched[-1].offset,
+                )
+                self._note_unprocessed(tp, [int(r.offset) for r in fetched])
+
     async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:  # noqa: ASYNC109
         """Faust's wait for the next fetch; its records are kept for :meth:`_note_undelivered`."""
         records, active = await super()._wait_next_records(timeout)
@@ -623,9 +663,29 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 head,
                 f"offsets {head}..{end - 1} were not taken by a stream for "
                 f"{STALLED_READ_S:.0f}s (paused: {paused}, read offset: "
-                f"{self._read_offset.get(tp)})",
+                f"{self._read_offset.get(tp)}; client: {self._fetch_state(tp)})",
                 level=logging.INFO,  # transaction markers alone look the same; see getmany
             )
+
+    def _fetch_state(self, tp: TP) -> str:
+        """What the Kafka client's fetcher holds for ``tp``, for the log: why it fetches none.
+
+        Read from the consumer thread's client without its lock; a diagnostic only.
+        """
+        try:
+            client = self._thread._consumer
+            assignment = client._subscription.subscription.assignment
+            state = assignment.state_value(tp)
+            fetcher = client._fetcher
+            buffered = fetcher._records.get(tp)
+            node = fetcher._select_read_replica(tp)
+            return (
+                f"position {state._position}, paused {state.paused}, reset "
+                f"{state.reset_strategy}, buffered {buffered is not None}, node {node}, "
+                f"in flight {sorted(fetcher._in_flight)}, highwater {client.highwater(tp)}"
+            )
+        except Exception as exc:  # another client version, or no assignment: say so
+            return f"unknown ({exc!r})"
 
     def _read_again(self, tp: TP, offset: int, why: str, level: int = logging.WARNING) -> None:
         """Seek ``tp`` back to ``offset``, its commit point, to read given-up records again.

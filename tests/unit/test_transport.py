@@ -24,6 +24,7 @@ from eventpro.transport import (
     EventProTransport,
     wait_empty_limit,
 )
+from tests.support.waiting import wait_for
 
 
 class _SlowChannel:
@@ -564,6 +565,55 @@ async def test_records_dropped_mid_batch_are_given_up_from_the_first_not_handed_
             consumer.stop_flow()  # a rebalance begins: Faust drops the rest of the batch
     assert read == [10, 11]
     assert consumer._unprocessed == {tp: {12, 13}}
+
+
+async def test_records_a_fetch_returns_after_its_caller_was_cancelled_are_read_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen after a broker restart: Faust stopped the fetch loop for the rebalance, but the
+    consumer thread's fetch went on, returned 28..35 of the new assignment to nobody and
+    the partition waited 24 s for the stall check. They are given up, read again at once."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=28, acked=[])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    returned: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def thread_getmany(active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        return await returned  # the consumer thread's fetch, in the thread's own time
+
+    monkeypatch.setattr(consumer._thread, "getmany", thread_getmany)
+    fetch_loop = asyncio.ensure_future(consumer._getmany({tp}, 1.0))
+    await asyncio.sleep(0)  # the fetch is under way
+    fetch_loop.cancel()  # Faust's _stop_fetcher
+    with pytest.raises(asyncio.CancelledError):
+        await fetch_loop
+    records = [
+        ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+        for offset in range(28, 36)
+    ]
+    returned.set_result({tp: records})
+
+    async def given_up() -> bool:
+        return tp in consumer._unprocessed
+
+    await wait_for(given_up, 5.0, "the abandoned fetch's records given up")
+    assert consumer._unprocessed == {tp: set(range(28, 36))}
+    consumer._sweep_unprocessed()
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 28}]
+
+
+async def test_a_fetch_that_returns_to_its_caller_gives_nothing_up(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, tp = _offsets_consumer(tmp_path, committed=28, acked=[])
+    record = ConsumerRecord(tp.topic, tp.partition, 28, 0, 0, b"k", b"v", None, 1, 1, [])
+
+    async def thread_getmany(active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        return {tp: [record]}
+
+    monkeypatch.setattr(consumer._thread, "getmany", thread_getmany)
+    assert await consumer._getmany({tp}, 1.0) == {tp: [record]}
+    assert consumer._unprocessed == {}
 
 
 async def test_a_gap_never_counts_given_up_records_as_acknowledged(
