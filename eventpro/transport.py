@@ -386,6 +386,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 if epoch is not None:
                     if epoch != epochs.get(tp) or tp in doubtful:
                         self.note_unprocessed(message)
+                        self._give_up_probe(tp, message.offset)
                         continue
                     probe = self._probes.get(tp)
                     if probe is not None and message.offset >= probe:
@@ -403,6 +404,19 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 yield tp, message
         finally:
             self._note_undelivered(handed)
+
+    def _give_up_probe(self, tp: TP, offset: int) -> None:
+        """Record ``offset`` of ``tp``, at or past the last seek's offset, was given up unread:
+        the first record after that seek may never come, so a commit may seek again.
+
+        The seek is noted once the client did it, and the client may have fetched from the
+        new position meanwhile: those records, the very ones the seek was for, look stale
+        and are given up, and none comes after them (seen: two seeks back to the commit
+        point right after a broker restart, 28..35 waited 21 s for the stall check).
+        """
+        probe = self._probes.get(tp)
+        if probe is not None and offset >= probe:
+            del self._probes[tp]
 
     def _saw_hole(self, tp: TP, start: int, end: int) -> None:
         """The first record read after seeking ``tp`` to ``start`` is ``end``.
@@ -437,21 +451,31 @@ class EventProConsumer(aiokafka_driver.Consumer):
         them, so nothing read them again until the stall check (seen: after a broker restart
         a request partition waited 24 s, its position at the end offset, its commit 8 back).
         """
-        if fetch.cancelled() or fetch.exception() is not None:
-            return
-        records = fetch.result() or {}
-        for tp, fetched in records.items():
-            if fetched:
-                tp = TP(tp.topic, tp.partition)
-                logger.info(
-                    "a fetch returned %s[%d] %d..%d after the fetch loop stopped; they are "
-                    "read again",
+        if fetch.cancelled() or fetch.exception() is not None or self.app.should_stop:
+            return  # shutting down: nothing is committed after the fetch loop stopped
+        changelogs = self.app.tables.changelog_topics
+        for tp, fetched in (fetch.result() or {}).items():
+            if not fetched:
+                continue
+            tp = TP(tp.topic, tp.partition)
+            first, last = fetched[0].offset, fetched[-1].offset
+            if tp.topic in changelogs:  # table recovery seeks those itself
+                logger.warning(
+                    "a fetch returned changelog %s[%d] %d..%d after the fetch loop stopped",
                     tp.topic,
                     tp.partition,
-                    fetched[0].offset,
-                    fetched[-1].offset,
+                    first,
+                    last,
                 )
-                self._note_unprocessed(tp, [int(r.offset) for r in fetched])
+                continue
+            logger.info(
+                "a fetch returned %s[%d] %d..%d after the fetch loop stopped; read again",
+                tp.topic,
+                tp.partition,
+                first,
+                last,
+            )
+            self._note_unprocessed(tp, [int(r.offset) for r in fetched])
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:  # noqa: ASYNC109
         """Faust's wait for the next fetch; its records are kept for :meth:`_note_undelivered`."""
@@ -482,11 +506,7 @@ class EventProConsumer(aiokafka_driver.Consumer):
             dropped = [int(r.offset) for r in records if after is None or r.offset > after]
             tp = TP(tp.topic, tp.partition)
             self._note_unprocessed(tp, dropped)
-            probe = self._probes.get(tp)
-            if probe is not None and dropped[-1] >= probe:
-                # what the last seek fetched again was dropped: no record of it will come,
-                # so the next commit may seek again (it waited for the 15 s stall check)
-                del self._probes[tp]
+            self._give_up_probe(tp, dropped[-1])  # no record of the last seek may come
 
     def _report_stall(self, tp: TP, offset: int) -> None:
         """Warn when reading a stalled partition again brought a record (not only markers)."""

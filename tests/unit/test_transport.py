@@ -443,6 +443,30 @@ async def test_records_fetched_before_a_seek_are_not_delivered(
     assert consumer._no_records == {}  # 437 proves nothing: the seek came after it
 
 
+async def test_records_given_up_as_stale_after_a_repeated_seek_are_read_again_at_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen after a broker restart: two seeks to the commit point 24, the client fetched
+    24..35 after the second one, which was noted only while they were delivered; 25..35
+    were given up as stale and no record came after them. They are read again with the next
+    commit, not after the 15 s stall check."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=24, acked=[])
+    seeks = _record_seeks(consumer, monkeypatch, tp)
+    consumer._sought(tp, 24)
+    fetch = [Msg(tp=tp, offset=offset) for offset in range(24, 36)]
+    _fetched(monkeypatch, [fetch], during=lambda: consumer._sought(tp, 24))
+    assert await _read(consumer) == [24]
+    assert consumer._unprocessed == {tp: set(range(25, 36))}
+    assert tp not in consumer._probes  # no record of that seek may come
+    consumer._acked[tp] = [24]  # 24 was processed
+    consumer._acked_index[tp] = {24}
+    assert consumer._new_offset(tp) == 25
+    consumer._committed_offset[tp] = 25  # committed
+    consumer._sweep_unprocessed()  # with the next commit
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 25}]
+
+
 def _fetched_across_a_seek(
     consumer: Any, monkeypatch: pytest.MonkeyPatch, tp: TP, seek_to: int, offsets: list[int]
 ) -> None:
