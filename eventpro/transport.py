@@ -42,7 +42,9 @@
    (:meth:`EventProConsumer.getmany`): Faust let them move the read offset past the records
    the seek fetched again, and dropped those.
    Records of a fetch that Faust's own ``getmany`` drops (the flow stopped, a new generation)
-   count as given up (:meth:`EventProConsumer._note_undelivered`).
+   count as given up (:meth:`EventProConsumer._note_undelivered`). Records given up at or past
+   the last seek's offset free the partition for another seek
+   (:meth:`EventProConsumer._give_up_probe`): they may be the very ones that seek was for.
 
 7. Exactly once, transactions that hold records but no offsets are committed too. Faust puts
    a record in the transaction of its *destination* partition and commits a transaction only
