@@ -16,10 +16,12 @@ from pathlib import Path
 
 import faust
 from faust.types import TransportT
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from eventpro.security import kafka_credentials
 from eventpro.settings import Settings, get_settings
-from eventpro.transport import EventProTransport
+from eventpro.transport import DiscardNotingFlowControl, EventProTransport
 
 __all__ = ("AUTODISCOVER", "EventProApp", "app", "create_app", "faust_options", "worker_datadir")
 
@@ -117,6 +119,12 @@ class EventProApp(faust.App):
                 self.eventpro_settings.agents,
                 ", ".join(dropped),
             )
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        """Faust's flow control, noting the records a resume throws away (see
+        :class:`~eventpro.transport.DiscardNotingFlowControl`)."""
+        return DiscardNotingFlowControl(loop=self.loop)
 
     def _new_transport(self) -> TransportT:
         """Kafka URLs get :class:`~eventpro.transport.EventProTransport`; others Faust's own."""

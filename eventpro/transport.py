@@ -78,6 +78,12 @@
    for the new assignment and returns its first records to nobody, past which the client's
    position has moved. :meth:`EventProConsumer._note_abandoned_fetch` notes them given up.
 
+12. Records queued for the streams when flow control resumes are read again. A resume empties
+   every stream's queue, and Faust's recovery resumes the flow a second time after seeking
+   the stream partitions with the flow already active: the records fetched during the seek
+   were thrown away. :class:`DiscardNotingFlowControl` hands them to
+   :meth:`EventProConsumer._note_discarded`, which notes them given up.
+
 When partitions are revoked, Faust waits (``Consumer.wait_empty``) until every record that
 started processing is acknowledged, with no time limit. After a broker restart a record can
 stay referenced but unacknowledged although every agent is idle (Faust issue #133 and
@@ -108,12 +114,14 @@ from faust.types import TP, Message
 from faust.types.tuples import FutureMessage
 from mode import Service, ServiceT
 from mode.utils.futures import notify
+from mode.utils.queues import FlowControlEvent
 
 from eventpro.commit_gate import GateTimeout, commit_gate
 from eventpro.inline import start_inline
 from eventpro.membership import group_lease
 
 __all__ = (
+    "DiscardNotingFlowControl",
     "EventProConsumer",
     "EventProProducer",
     "EventProProducerBuffer",
@@ -177,6 +185,9 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """Per stream partition, the offsets ``[start, end)`` last read again for a stall."""
         self._fetched: Any = None
         """The records of the fetch being handed over (:meth:`_note_undelivered`)."""
+        flow_control = self.app.flow_control
+        if isinstance(flow_control, DiscardNotingFlowControl):
+            flow_control.on_discard = self._note_discarded
 
     async def commit(
         self, topics: set[str | TP] | None = None, start_new_transaction: bool = True
@@ -406,6 +417,25 @@ class EventProConsumer(aiokafka_driver.Consumer):
                 yield tp, message
         finally:
             self._note_undelivered(handed)
+
+    def _note_discarded(self, messages: list[Message]) -> None:
+        """Faust threw away records handed to the streams (item 12 of the module docstring)."""
+        streams = self.app.topics.acks_enabled_for
+        discarded: dict[TP, list[int]] = {}
+        for message in messages:
+            if not message.acked and streams(message.topic):
+                discarded.setdefault(message.tp, []).append(int(message.offset))
+        for tp, offsets in discarded.items():
+            logger.info(
+                "flow control resumed with %s[%d] %d..%d queued for the streams, which Faust "
+                "drops: read again",
+                tp.topic,
+                tp.partition,
+                min(offsets),
+                max(offsets),
+            )
+            self._note_unprocessed(tp, offsets)
+            self._give_up_probe(tp, max(offsets))
 
     def _give_up_probe(self, tp: TP, offset: int) -> None:
         """Record ``offset`` of ``tp``, at or past the last seek's offset, was given up unread:
@@ -882,6 +912,32 @@ class EventProProducer(aiokafka_driver.Producer):
     def kafka_producer(self) -> aiokafka.AIOKafkaProducer | None:
         """The running Kafka client (not a transactional one), ``None`` until started."""
         return self._producer
+
+
+class DiscardNotingFlowControl(FlowControlEvent):
+    """Faust's flow control of the streams, telling :attr:`on_discard` which records a
+    resume throws away.
+
+    Resuming the flow empties every stream's queue. Faust's recovery resumes the stream
+    partitions and seeks them to their commit points while the flow is already active, then
+    resumes it again: records the fetch loop handed over meanwhile were thrown away,
+    unprocessed, unacknowledged and unnoted (seen: after a broker restart, a request
+    partition's records 26..31 waited 22 s for the stall check).
+    """
+
+    on_discard: Callable[[list[Message]], None] | None = None
+
+    def clear(self) -> None:
+        if self.on_discard is not None and self.is_active():  # a resume, not a revocation
+            messages: list[Message] = []
+            for queue in list(self._queues):
+                for item in list(queue._queue):  # type: ignore[attr-defined]
+                    message = getattr(item, "message", None)  # an event; others are skipped
+                    if message is not None:
+                        messages.append(message)
+            if messages:
+                self.on_discard(messages)
+        super().clear()
 
 
 class EventProConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):

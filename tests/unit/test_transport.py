@@ -467,6 +467,53 @@ async def test_records_given_up_as_stale_after_a_repeated_seek_are_read_again_at
     assert seeks == [{tp: 25}]
 
 
+async def test_records_a_resume_of_the_flow_throws_away_are_read_again_at_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen after a broker restart: Faust's recovery sought the request partitions with the
+    flow already active, the fetch loop handed 24..31 to the streams meanwhile, then it
+    resumed the flow again, which emptied the queue holding 26..31. Noted, they are read
+    again with the next commit, not after the 15 s stall check."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=24, acked=[])
+    monkeypatch.setattr(
+        consumer.app.topics, "acks_enabled_for", lambda topic: "changelog" not in topic
+    )
+    seeks = _record_seeks(consumer, monkeypatch, tp)  # the flow is active
+    consumer._sought(tp, 24)
+    flow = consumer.app.flow_control
+    queue = consumer.app.FlowControlQueue(maxsize=100, clear_on_resume=True)
+    changelog = TP("eventpro-inventory-changelog", 0)
+    queued = [Msg(tp=tp, topic=tp.topic, offset=offset, acked=False) for offset in range(26, 32)]
+    queued.append(Msg(tp=changelog, topic=changelog.topic, offset=7, acked=False))
+    for message in queued:
+        queue.put_nowait(SimpleNamespace(message=message))
+    flow.resume()
+    assert queue.empty()  # Faust's own behaviour: a resume empties the streams' queues
+    assert consumer._unprocessed == {tp: set(range(26, 32))}
+    assert tp not in consumer._probes  # the seek's first record was among them
+    consumer._acked[tp] = [24, 25]  # taken from the queue before, and processed
+    consumer._acked_index[tp] = {24, 25}
+    assert consumer._new_offset(tp) == 26
+    consumer._committed_offset[tp] = 26
+    consumer._sweep_unprocessed()
+    await asyncio.gather(*consumer._seek_tasks)
+    assert seeks == [{tp: 26}]
+
+
+async def test_records_thrown_away_when_partitions_are_revoked_are_not_noted(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A revocation suspends the flow and empties the queues too; the next owner (or this
+    worker, after its seek to the commit points) reads those records again anyway."""
+    consumer, tp = _offsets_consumer(tmp_path, committed=24, acked=[])
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: True)
+    queue = consumer.app.FlowControlQueue(maxsize=100, clear_on_resume=True)
+    queue.put_nowait(SimpleNamespace(message=Msg(tp=tp, topic=tp.topic, offset=26, acked=False)))
+    consumer.app.flow_control.suspend()
+    consumer.app.flow_control.clear()
+    assert queue.empty() and consumer._unprocessed == {}
+
+
 def _fetched_across_a_seek(
     consumer: Any, monkeypatch: pytest.MonkeyPatch, tp: TP, seek_to: int, offsets: list[int]
 ) -> None:
