@@ -351,6 +351,12 @@ def _record_seeks(consumer: Any, monkeypatch: pytest.MonkeyPatch, *tps: TP) -> l
     return seeks
 
 
+async def _sweep(consumer: Any) -> None:
+    """The commit's sweep of given-up records, and the seeks back it starts."""
+    consumer._sweep_unprocessed()
+    await asyncio.gather(*consumer._seek_tasks)
+
+
 async def _read(consumer: Any) -> list[int]:
     return [message.offset async for _, message in consumer.getmany(timeout=1.0)]
 
@@ -495,8 +501,7 @@ async def test_records_a_resume_of_the_flow_throws_away_are_read_again_at_once(
     consumer._acked_index[tp] = {24, 25}
     assert consumer._new_offset(tp) == 26
     consumer._committed_offset[tp] = 26
-    consumer._sweep_unprocessed()
-    await asyncio.gather(*consumer._seek_tasks)
+    await _sweep(consumer)
     assert seeks == [{tp: 26}]
 
 
@@ -539,8 +544,7 @@ async def test_a_fetch_asked_before_a_seek_proves_no_offset_empty(
     assert consumer._no_records == {} and tp not in consumer._probes
     assert consumer._unprocessed == {tp: {41, 42}}  # read again from the commit point
     seeks = _record_seeks(consumer, monkeypatch, tp)
-    consumer._sweep_unprocessed()
-    await asyncio.gather(*consumer._seek_tasks)
+    await _sweep(consumer)
     assert seeks == [{tp: 32}]
 
 
@@ -618,8 +622,7 @@ async def test_a_partition_whose_reread_records_faust_dropped_is_sought_again_at
     consumer.stop_flow()  # the fetch arrives while the flow is stopped: Faust drops it all
     assert await _read(consumer) == []
     consumer.resume_flow()
-    consumer._sweep_unprocessed()
-    await asyncio.gather(*consumer._seek_tasks)
+    await _sweep(consumer)
     assert seeks == [{tp: 27}]
 
 
@@ -668,8 +671,7 @@ async def test_records_a_fetch_returns_after_its_caller_was_cancelled_are_read_a
 
     await wait_for(given_up, 5.0, "the abandoned fetch's records given up")
     assert consumer._unprocessed == {tp: set(range(28, 36))}
-    consumer._sweep_unprocessed()
-    await asyncio.gather(*consumer._seek_tasks)
+    await _sweep(consumer)
     assert seeks == [{tp: 28}]
 
 
@@ -757,8 +759,7 @@ async def test_the_last_record_of_a_partition_given_up_is_read_again(
     consumer._sweep_unprocessed()
     assert seeks == []  # not during a rebalance (it seeks to the commit point anyway)
     consumer.app.flow_control.resume()
-    consumer._sweep_unprocessed()
-    await asyncio.gather(*consumer._seek_tasks)
+    await _sweep(consumer)
     assert seeks == [{tp: 20}]
 
 
