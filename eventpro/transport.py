@@ -478,10 +478,10 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """The records a fetch returned after its caller, the fetch loop, was stopped.
 
         Faust stops the fetch loop when partitions are revoked, but the consumer thread goes
-        on with a fetch it already started: the client waits for the new assignment and
-        returns its first records to a caller that is gone. The client's position moved past
-        them, so nothing read them again until the stall check (seen: after a broker restart
-        a request partition waited 24 s, its position at the end offset, its commit 8 back).
+        on with a fetch it already started (Faust's own ``_fetch_records`` notes the race):
+        the client waits for the new assignment and returns its first records to a caller
+        that is gone, past which its position has moved; only the stall check would read
+        them again. Chaos runs showed such fetches at shutdown only, where they are ignored.
         """
         if fetch.cancelled() or fetch.exception() is not None or self.app.should_stop:
             return  # shutting down: nothing is committed after the fetch loop stopped
