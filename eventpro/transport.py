@@ -485,29 +485,21 @@ class EventProConsumer(aiokafka_driver.Consumer):
         """
         if fetch.cancelled() or fetch.exception() is not None or self.app.should_stop:
             return  # shutting down: nothing is committed after the fetch loop stopped
+        fetched = fetch.result() or {}
         changelogs = self.app.tables.changelog_topics
-        for tp, fetched in (fetch.result() or {}).items():
-            if not fetched:
-                continue
-            tp = TP(tp.topic, tp.partition)
-            first, last = fetched[0].offset, fetched[-1].offset
-            if tp.topic in changelogs:  # table recovery seeks those itself
-                logger.warning(
-                    "a fetch returned changelog %s[%d] %d..%d after the fetch loop stopped",
+        for tp, records in fetched.items():
+            if records:
+                changelog = tp.topic in changelogs  # table recovery seeks those itself
+                logger.log(
+                    logging.WARNING if changelog else logging.INFO,
+                    "a fetch returned %s[%d] %d..%d after the fetch loop stopped%s",
                     tp.topic,
                     tp.partition,
-                    first,
-                    last,
+                    records[0].offset,
+                    records[-1].offset,
+                    "" if changelog else "; read again",
                 )
-                continue
-            logger.info(
-                "a fetch returned %s[%d] %d..%d after the fetch loop stopped; read again",
-                tp.topic,
-                tp.partition,
-                first,
-                last,
-            )
-            self._note_unprocessed(tp, [int(r.offset) for r in fetched])
+        self._give_up_fetched(fetched, {})
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:  # noqa: ASYNC109
         """Faust's wait for the next fetch; its records are kept for :meth:`_note_undelivered`."""
@@ -527,8 +519,12 @@ class EventProConsumer(aiokafka_driver.Consumer):
         ``handed`` has, per partition, the offset of the last record handed over.
         """
         fetched, self._fetched = self._fetched, None
-        if not fetched:
-            return
+        if fetched:
+            self._give_up_fetched(fetched, handed)
+
+    def _give_up_fetched(self, fetched: Any, handed: dict[TP, int]) -> None:
+        """The records of a fetch (client partition -> records) after the last one handed
+        over (``handed``, per partition) are given up."""
         for tp, records in fetched.items():
             if not records:
                 continue
