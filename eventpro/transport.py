@@ -421,21 +421,20 @@ class EventProConsumer(aiokafka_driver.Consumer):
     def _note_discarded(self, messages: list[Message]) -> None:
         """Faust threw away records handed to the streams (item 12 of the module docstring)."""
         streams = self.app.topics.acks_enabled_for
-        discarded: dict[TP, list[int]] = {}
-        for message in messages:
+        discarded: dict[TP, list[Message]] = {}
+        for message in sorted(messages, key=lambda m: m.offset):
             if not message.acked and streams(message.topic):
-                discarded.setdefault(message.tp, []).append(int(message.offset))
-        for tp, offsets in discarded.items():
+                discarded.setdefault(message.tp, []).append(message)
+        for tp, queued in discarded.items():
             logger.info(
                 "flow control resumed with %s[%d] %d..%d queued for the streams, which Faust "
                 "drops: read again",
                 tp.topic,
                 tp.partition,
-                min(offsets),
-                max(offsets),
+                queued[0].offset,
+                queued[-1].offset,
             )
-            self._note_unprocessed(tp, offsets)
-            self._give_up_probe(tp, max(offsets))
+        self._give_up_fetched(discarded, {})
 
     def _give_up_probe(self, tp: TP, offset: int) -> None:
         """Record ``offset`` of ``tp``, at or past the last seek's offset, was given up unread:
