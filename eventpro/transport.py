@@ -522,8 +522,8 @@ class EventProConsumer(aiokafka_driver.Consumer):
             self._give_up_fetched(fetched, handed)
 
     def _give_up_fetched(self, fetched: Any, handed: dict[TP, int]) -> None:
-        """The records of a fetch (client partition -> records) after the last one handed
-        over (``handed``, per partition) are given up."""
+        """The records of ``fetched`` (per partition, in offset order) after the last one
+        handed over (``handed``, per partition) are given up."""
         for tp, records in fetched.items():
             if not records:
                 continue
