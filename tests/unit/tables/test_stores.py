@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import faust
 import pytest
 from faust.stores.rocksdb import RocksDBOptions
 from rocksdict import Options, Rdict
 from support.loop_turns import LoopTurns
+from support.waiting import wait_for
 
 from eventpro.app import app
 from eventpro.settings import get_settings
@@ -162,3 +165,93 @@ async def test_a_store_closed_while_counting_stops_counting(
 
 async def test_other_stores_are_counted() -> None:
     assert await stores.count_keys({"a": 1, "b": 2}) == 2
+
+
+def _rocksdb_table(tmp_path: Path, name: str, ttl_seconds: float | None) -> Any:
+    """A real Faust RocksDB table store with both partitions open and 200 keys in each."""
+    other = faust.App(name, broker="kafka://127.0.0.1:1", store="rocksdb://", tabledir=tmp_path)
+    table = gathering_table(
+        other,
+        name,
+        partitions=2,
+        options={**stores.store_options(), **({"ttl": ttl_seconds} if ttl_seconds else {})},
+    )
+    store = table.data
+    for partition in (0, 1):
+        db = store._db_for_partition(partition)
+        for i in range(200):
+            db[f"e/{i:05}".encode()] = b"v"
+    return store
+
+
+def _keys(store: Any) -> int:
+    return sum(len(list(db.keys())) for db in store._dbs.values())
+
+
+async def test_compacting_a_ttl_store_drops_its_expired_keys_from_every_partition(
+    store_url: None, tmp_path: Path
+) -> None:
+    """RocksDB alone compacts only once files pile up: without this the keys would stay."""
+    _set_store("rocksdb://")
+    store = _rocksdb_table(tmp_path, "expiring", ttl_seconds=1)
+    try:
+        assert _keys(store) == 400
+
+        async def expired_keys_gone() -> bool:
+            assert await stores.compact_expired(store) == 2
+            return _keys(store) == 0
+
+        await wait_for(expired_keys_gone, 10.0, "the expired keys to be compacted away")
+    finally:
+        for db in store._dbs.values():
+            db.close()
+
+
+async def test_compacting_keeps_live_keys_and_leaves_stores_without_a_ttl_alone(
+    store_url: None, tmp_path: Path
+) -> None:
+    _set_store("rocksdb://")
+    live = _rocksdb_table(tmp_path / "live", "live", ttl_seconds=3600)
+    lasting = _rocksdb_table(tmp_path / "lasting", "lasting", ttl_seconds=None)
+    try:
+        assert await stores.compact_expired(live) == 2
+        assert await stores.compact_expired(lasting) == 0
+        assert await stores.compact_expired({"in": "memory"}) == 0
+        assert (_keys(live), _keys(lasting)) == (400, 400)
+    finally:
+        for db in [*live._dbs.values(), *lasting._dbs.values()]:
+            db.close()
+
+
+async def test_a_store_closed_before_its_compaction_is_skipped(
+    store_url: None, tmp_path: Path
+) -> None:
+    _set_store("rocksdb://")
+    store = _rocksdb_table(tmp_path, "closing", ttl_seconds=3600)
+    store._dbs[0].close()
+    try:
+        assert await stores.compact_expired(store) == 1
+    finally:
+        store._dbs[1].close()
+
+
+def test_ttl_stores_are_compacted_at_half_the_dedup_ttl_at_least_hourly() -> None:
+    half_the_ttl = get_settings().dedup_ttl_seconds / 2
+    interval = stores.COMPACTION_INTERVAL_SECONDS
+    assert interval == min(3600.0, max(1.0, half_the_ttl))
+    assert stores.compact_expiring_stores in app._app_tasks  # a worker starts it
+
+
+async def test_each_round_of_the_timer_compacts_every_table_of_the_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compacted: list[Any] = []
+
+    async def record(store: Any) -> int:
+        compacted.append(store)
+        return 1
+
+    monkeypatch.setattr(stores, "compact_expired", record)
+    await inspect.unwrap(stores.compact_expiring_stores)()  # one round, without the interval
+    assert compacted == [table.data for table in app.tables.values()]
+    assert any(table.name == "request-status" for table in app.tables.values())
