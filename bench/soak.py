@@ -5,11 +5,10 @@ catches up. One worker runs every agent while the load generator offers a consta
 the scale's soak duration. The retention settings are short (:data:`SOAK_ENV`) so that
 expiry happens inside the run rather than after a day: request ids and sent notifications
 are remembered :data:`DEDUP_TTL_S` seconds, and analytics keeps three 10 s windows. RocksDB
-memtables are 1 MiB so that stores flush and compact during the run (a TTL store drops
-expired keys only when it compacts); the memory RocksDB may hold is then at most
-:func:`rocksdb_ceiling_mb` (memtables and block caches of every store), which the report gives
-beside the resident memory. Every :data:`SAMPLES` th of the run the worker's
-resident memory (``VmRSS``) and its keys per table (``GET /metrics``,
+memtables are 1 MiB so that stores flush during the run; every store shares one read cache of
+:data:`ROCKSDB_MEMORY_MB`, which their memtables are charged to as well: the ceiling of
+RocksDB's memory, which the report gives beside the resident memory. Every :data:`SAMPLES` th
+of the run the worker's resident memory (``VmRSS``) and its keys per table (``GET /metrics``,
 ``eventpro_table_keys``) are recorded.
 
 Tables fall in two groups: *expiring* ones (:data:`EXPIRING_TABLES`: dedup records and
@@ -32,7 +31,6 @@ import aiohttp
 from bench.checks import invariants
 from eventpro.loadgen import LoadSpec, run_loadgen
 from eventpro.processes import WorkerProcess
-from eventpro.tables.stores import MAX_WRITE_BUFFERS
 
 __all__ = (
     "DEDUP_TTL_S",
@@ -42,19 +40,20 @@ __all__ = (
     "SoakSample",
     "render_soak",
     "resident_mb",
-    "rocksdb_ceiling_mb",
     "run_soak",
     "table_keys",
 )
 
 DEDUP_TTL_S = 30
 """``EVENTPRO_DEDUP_TTL_SECONDS`` of the soak worker."""
+ROCKSDB_MEMORY_MB = 64
+"""``EVENTPRO_ROCKSDB_MEMORY_MB`` of the soak worker: all its RocksDB stores' memory."""
 SOAK_ENV = {
     "EVENTPRO_DEDUP_TTL_SECONDS": str(DEDUP_TTL_S),
     "EVENTPRO_ANALYTICS_WINDOWS": "10",
     "EVENTPRO_ANALYTICS_HISTORY": "3",
     "EVENTPRO_ROCKSDB_WRITE_BUFFER_MB": "1",
-    "EVENTPRO_ROCKSDB_BLOCK_CACHE_MB": "8",
+    "EVENTPRO_ROCKSDB_MEMORY_MB": str(ROCKSDB_MEMORY_MB),
 }
 """Retention short enough to expire within the run (see the module docstring)."""
 EXPIRING_TABLES = ("request-status", "notifications-sent", "sales-seen", "sales-10s")
@@ -114,13 +113,6 @@ async def _sample(http: aiohttp.ClientSession, worker: WorkerProcess, start: flo
     )
 
 
-def rocksdb_ceiling_mb(stores: int) -> float:
-    """The most memory ``stores`` RocksDB stores of the soak worker may hold in memtables and
-    block caches (:data:`MAX_WRITE_BUFFERS` memtables and one cache each, :data:`SOAK_ENV`)."""
-    memtables = MAX_WRITE_BUFFERS * int(SOAK_ENV["EVENTPRO_ROCKSDB_WRITE_BUFFER_MB"])
-    return float(stores * (memtables + int(SOAK_ENV["EVENTPRO_ROCKSDB_BLOCK_CACHE_MB"])))
-
-
 async def run_soak(
     bootstrap: str,
     worker: WorkerProcess,
@@ -174,7 +166,7 @@ async def run_soak(
         "capacity": spec.capacity,
         "dedup_ttl_s": DEDUP_TTL_S,
         "stores": stores,
-        "rocksdb_ceiling_mb": rocksdb_ceiling_mb(stores),
+        "rocksdb_ceiling_mb": float(ROCKSDB_MEMORY_MB),
         "env": SOAK_ENV,
         "achieved_send_per_s": data["sent"]["rate_per_s"],
         "p50_ms": latency["p50_ms"],
@@ -215,8 +207,8 @@ def render_soak(soak: dict[str, Any] | None) -> list[str]:
         + "; the others are kept for an event's life.",
         "",
         f"Second half of the run: RSS {rss_mid:,.1f} -> {rss_end:,.1f} MiB "
-        f"({rss_end - rss_mid:+,.1f}; RocksDB's memtables and block caches of the "
-        f"{soak['stores']} stores may hold up to {soak['rocksdb_ceiling_mb']:,.0f} MiB); "
+        f"({rss_end - rss_mid:+,.1f}; the {soak['stores']} RocksDB stores share one read cache "
+        f"that holds their memtables too, at most {soak['rocksdb_ceiling_mb']:,.0f} MiB); "
         f"expiring keys {exp_mid:,} -> {exp_end:,} (peak {peak_expiring:,}). "
         f"Decision p50 {_ms(soak.get('p50_ms'))}, p99 {_ms(soak['p99_ms'])}, "
         f"sent {soak['achieved_send_per_s']:,.0f}/s; invariants "

@@ -88,8 +88,16 @@ class Settings(BaseSettings):
         description="RocksDB memtable size (MiB) of each table partition's store; Faust's "
         "default, 64 MiB x 3 per store, lets a worker's memory grow by gigabytes.",
     )
-    rocksdb_block_cache_mb: int = Field(
-        8, ge=1, description="RocksDB read cache (MiB) of each table partition's store."
+    rocksdb_memory_mb: int = Field(
+        256,
+        ge=8,
+        description="RocksDB memory of the whole worker (MiB): one read cache every table "
+        "store shares, which their memtables are charged to as well (at most half of it).",
+    )
+    rocksdb_block_cache_mb: int | None = Field(
+        None,
+        description="Retired: each store had its own read cache of this size. The stores now "
+        "share one (EVENTPRO_ROCKSDB_MEMORY_MB); a worker warns when this is still set.",
     )
     agents: str = Field(
         "",

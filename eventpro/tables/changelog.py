@@ -30,6 +30,7 @@ from rocksdict import WriteBatch
 from yarl import URL
 
 from eventpro.produce import RecordBatches
+from eventpro.tables.stores import share_memory
 
 __all__ = ("CLEANUP_YIELD_EVERY", "GatheringTable", "gathering", "gathering_table")
 
@@ -70,10 +71,12 @@ class GatheringTable(faust.Table):  # type: ignore[misc]
 
     def _new_store(self) -> StoreT:
         # Decided when the store opens, not at import: tests switch the app to memory://.
-        store = URL(str(self._store or self.app.conf.store))
-        if self.store_name is not None and store.scheme == "rocksdb" and not store.path:
-            return self._new_store_by_url(store / self.store_name)
-        return super()._new_store()
+        url = URL(str(self._store or self.app.conf.store))
+        if self.store_name is not None and url.scheme == "rocksdb" and not url.path:
+            store = self._new_store_by_url(url / self.store_name)
+        else:
+            store = super()._new_store()
+        return share_memory(store)
 
     def __getitem__(self, key: Any) -> Any:
         """``table[key]`` (and ``table.get``) with one store read.

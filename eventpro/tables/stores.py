@@ -2,9 +2,12 @@
 
 Each table partition is its own RocksDB store (tables x partitions, plus standbys), and Faust's
 defaults give each one 64 MiB memtables (up to 3) and a 2 GiB block cache: a worker's memory
-then grows with the data written, by up to gigabytes. EventPro bounds both per store
-(``EVENTPRO_ROCKSDB_WRITE_BUFFER_MB``, ``EVENTPRO_ROCKSDB_BLOCK_CACHE_MB``); older data lives
-in the stores' files on disk.
+then grows with the data written, by up to gigabytes, and a bound per store would still grow
+with the partitions a worker holds. So every store of a worker shares one read cache of
+``EVENTPRO_ROCKSDB_MEMORY_MB``, and their memtables are charged to that cache too (a write
+buffer manager flushes the largest early once they hold half of it): RocksDB's memory has one
+ceiling however many stores are open (:class:`SharedMemoryOptions`). A memtable is flushed at
+``EVENTPRO_ROCKSDB_WRITE_BUFFER_MB`` at the latest; older data lives in the stores' files.
 
 A table whose changelog forgets keys after a retention also opens its store with that TTL, so
 RocksDB's compactions drop them locally. RocksDB compacts a store only once enough files piled
@@ -23,6 +26,7 @@ rebuilt from the changelog like any empty one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import shutil
@@ -31,7 +35,17 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from rocksdict import DbClosedError
+from faust.stores.rocksdb import RocksDBOptions
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.types import StoreT
+from rocksdict import (
+    BlockBasedIndexType,
+    BlockBasedOptions,
+    Cache,
+    DbClosedError,
+    Options,
+    WriteBufferManager,
+)
 
 from eventpro.app import app
 from eventpro.settings import get_settings
@@ -41,10 +55,13 @@ __all__ = (
     "COUNT_CHUNK",
     "MAX_WRITE_BUFFERS",
     "RETIRED_STORES",
+    "SharedMemoryOptions",
     "compact_expired",
     "compact_expiring_stores",
     "count_keys",
     "remove_retired_stores",
+    "share_memory",
+    "shared_memory",
     "store_options",
 )
 
@@ -77,11 +94,51 @@ def store_options(ttl_seconds: float | None = None) -> dict[str, Any]:
         "driver": "rocksdict",
         "write_buffer_size": settings.rocksdb_write_buffer_mb << 20,
         "max_write_buffer_number": MAX_WRITE_BUFFERS,
-        "block_cache_size": settings.rocksdb_block_cache_mb << 20,
     }
     if ttl_seconds is not None:
         options["ttl"] = int(ttl_seconds)
     return options
+
+
+@functools.cache
+def shared_memory() -> tuple[Cache, WriteBufferManager]:
+    """The read cache every store of this process shares and the manager that charges their
+    memtables to it, made at the first store opened."""
+    settings = get_settings()
+    if settings.rocksdb_block_cache_mb is not None:
+        logger.warning(
+            "EVENTPRO_ROCKSDB_BLOCK_CACHE_MB is no longer read: the table stores share one "
+            "cache of EVENTPRO_ROCKSDB_MEMORY_MB (%d MiB)",
+            settings.rocksdb_memory_mb,
+        )
+    budget = settings.rocksdb_memory_mb << 20
+    cache = Cache(budget)
+    # No stall: writes run on the event loop; past the budget RocksDB flushes early instead.
+    return cache, WriteBufferManager.new_write_buffer_manager_with_cache(budget // 2, False, cache)
+
+
+class SharedMemoryOptions(RocksDBOptions):  # type: ignore[misc]
+    """Faust's options of a rocksdict store, with the worker's :func:`shared_memory` in place
+    of a read cache of the store's own."""
+
+    def as_options(self) -> Options:
+        options = super().as_options()
+        cache, write_buffers = shared_memory()
+        table_options = BlockBasedOptions()  # Faust's, but for the cache
+        table_options.set_bloom_filter(self.bloom_filter_size, block_based=True)
+        table_options.set_index_type(BlockBasedIndexType.binary_search())
+        table_options.set_block_cache(cache)
+        options.set_block_based_table_factory(table_options)
+        options.set_write_buffer_manager(write_buffers)
+        return options
+
+
+def share_memory(store: StoreT) -> StoreT:
+    """``store``, made to open its partitions with :class:`SharedMemoryOptions` if it is a
+    rocksdict store (called as each table makes its store; nothing is open yet)."""
+    if isinstance(store, RocksDBStore) and store.use_rocksdict:
+        store.rocksdb_options = SharedMemoryOptions(**store.options, use_rocksdict=True)
+    return store
 
 
 async def count_keys(store: Any) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import re
 import warnings
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from support.loop_turns import LoopTurns
 from support.waiting import wait_for
 
 from eventpro.app import app
-from eventpro.settings import get_settings
+from eventpro.settings import Settings, get_settings
 from eventpro.tables import stores
 from eventpro.tables.changelog import gathering_table
 
@@ -54,8 +55,7 @@ def test_a_store_opened_with_the_options_has_their_memory_bounds(
     options = stores.store_options(ttl_seconds=60)
     settings = get_settings()
     assert options["driver"] == "rocksdict" and options["ttl"] == 60
-    # The read cache is not in RocksDB's OPTIONS file; Faust passes this size to its Cache.
-    assert options["block_cache_size"] == settings.rocksdb_block_cache_mb << 20
+    assert "block_cache_size" not in options  # one cache for every store: shared_memory()
     kwargs = {k: v for k, v in options.items() if k != "driver"}
     db = RocksDBOptions(**kwargs, use_rocksdict=True).open(tmp_path / "db")
     try:
@@ -255,3 +255,52 @@ async def test_each_round_of_the_timer_compacts_every_table_of_the_app(
     await inspect.unwrap(stores.compact_expiring_stores)()  # one round, without the interval
     assert compacted == [table.data for table in app.tables.values()]
     assert any(table.name == "request-status" for table in app.tables.values())
+
+
+def test_every_store_of_the_worker_shares_one_cache_that_its_memtables_are_charged_to(
+    store_url: None, tmp_path: Path
+) -> None:
+    """A bound per store would grow with the partitions a worker holds; this one does not."""
+    _set_store("rocksdb://")
+    lasting = _rocksdb_table(tmp_path / "lasting", "lasting-shared", ttl_seconds=None)
+    expiring = _rocksdb_table(tmp_path / "expiring", "expiring-shared", ttl_seconds=3600)
+    cache, write_buffers = stores.shared_memory()
+    budget = get_settings().rocksdb_memory_mb << 20
+    dbs = [*lasting._dbs.values(), *expiring._dbs.values()]
+    try:
+        assert {type(s.rocksdb_options) for s in (lasting, expiring)} == {
+            stores.SharedMemoryOptions
+        }
+        before = cache.get_usage()
+        for i in range(5_000):
+            dbs[0][f"big/{i:05}".encode()] = b"x" * 200
+        assert write_buffers.get_buffer_size() == budget // 2
+        assert write_buffers.get_usage() > 0
+        assert cache.get_usage() > before  # the memtable is charged to the shared cache
+        for db in dbs:
+            assert db.property_int_value("rocksdb.block-cache-capacity") == budget
+            assert db.property_int_value("rocksdb.block-cache-usage") == cache.get_usage()
+    finally:
+        for db in dbs:
+            db.close()
+
+
+def test_the_retired_per_store_cache_setting_is_named_in_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("EVENTPRO_ROCKSDB_BLOCK_CACHE_MB", "8")
+    monkeypatch.setattr(stores, "get_settings", Settings)  # read the environment again
+    stores.shared_memory.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger=stores.__name__):
+            stores.shared_memory()
+        assert "EVENTPRO_ROCKSDB_BLOCK_CACHE_MB is no longer read" in caplog.text
+        assert "EVENTPRO_ROCKSDB_MEMORY_MB" in caplog.text
+    finally:
+        stores.shared_memory.cache_clear()  # the next store makes the worker's own again
+
+
+def test_memory_stores_are_left_as_they_are() -> None:
+    other = faust.App("in-memory", broker="kafka://127.0.0.1:1", store="memory://")
+    table = gathering_table(other, "plain", partitions=2)
+    assert not hasattr(table.data, "rocksdb_options")
