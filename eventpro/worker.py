@@ -49,7 +49,10 @@ def install_settings(settings: Settings) -> None:
     :raises RuntimeError: the app was already built from different settings in this process.
     """
     for name, value in settings.model_dump(mode="json").items():
-        os.environ[f"EVENTPRO_{name.upper()}"] = str(value)
+        if value is None:  # unset: the environment must not say "None"
+            os.environ.pop(f"EVENTPRO_{name.upper()}", None)
+        else:
+            os.environ[f"EVENTPRO_{name.upper()}"] = str(value)
     get_settings.cache_clear()
     app_module = sys.modules.get("eventpro.app")
     if app_module is not None:
