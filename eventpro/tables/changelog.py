@@ -35,8 +35,8 @@ from eventpro.tables.stores import share_memory
 __all__ = ("CLEANUP_YIELD_EVERY", "GatheringTable", "gathering", "gathering_table")
 
 CLEANUP_YIELD_EVERY = 100
-"""Steps of the cleanup of closed windows (keys deleted, window timestamps expired) between
-two turns of the other tasks: about 4 ms of deletes."""
+"""Keys the cleanup of closed windows deletes in one write, and window timestamps it expires,
+between two turns of the other tasks: about half a millisecond."""
 
 _gathered: ContextVar[RecordBatches | None] = ContextVar("eventpro_gathered", default=None)
 
@@ -111,13 +111,14 @@ class GatheringTable(faust.Table):  # type: ignore[misc]
 
     async def _del_old_keys(self) -> None:
         """Faust's cleanup of closed windows (every ``table_cleanup_interval``), letting other
-        tasks run every :data:`CLEANUP_YIELD_EVERY` steps.
+        tasks run after every :data:`CLEANUP_YIELD_EVERY` keys or timestamps.
 
         Faust's loop deletes every key of every closed window without giving up the event
         loop: the seen-fact ids of an hour's analytics window are millions of keys, and no
         agent decides anything until they are gone. Same deletions (from the store only, as
-        Faust: the changelog's retention drops closed windows there); a table with a
-        window-close callback keeps Faust's loop, which calls it.
+        Faust: the changelog's retention drops closed windows there), a chunk of keys per
+        RocksDB write (:meth:`_delete_stored`); a table with a window-close callback keeps
+        Faust's loop, which calls it.
         """
         if self._on_window_close is not None:
             await super()._del_old_keys()
@@ -128,12 +129,10 @@ class GatheringTable(faust.Table):  # type: ignore[misc]
         for partition, timestamps in list(self._partition_timestamps.items()):
             while timestamps and window.stale(timestamps[0], time.time()):
                 timestamp = heappop(timestamps)
-                keys = self._partition_timestamp_keys.pop((partition, timestamp), None) or ()
-                for key in keys:
-                    self.data.pop(key, None)
-                    steps += 1
-                    if steps % CLEANUP_YIELD_EVERY == 0:
-                        await asyncio.sleep(0)
+                keys = list(self._partition_timestamp_keys.pop((partition, timestamp), None) or ())
+                for start in range(0, len(keys), CLEANUP_YIELD_EVERY):
+                    self._delete_stored(partition, keys[start : start + CLEANUP_YIELD_EVERY])
+                    await asyncio.sleep(0)
                 if keys:
                     self.last_closed_window = max(
                         self.last_closed_window, max(key[1][0] for key in keys)
@@ -141,6 +140,28 @@ class GatheringTable(faust.Table):  # type: ignore[misc]
                 steps += 1  # the heap holds a timestamp per write, most without keys
                 if steps % CLEANUP_YIELD_EVERY == 0:
                     await asyncio.sleep(0)
+
+    def _delete_stored(self, partition: int, keys: Sequence[Any]) -> None:
+        """Delete ``keys``, written on ``partition``, from the store: in RocksDB as one write.
+
+        Faust's ``pop`` reads each key before deleting it, and looks for a key its small
+        index of recent keys forgot in the store of every partition: ~25 µs a key with four
+        partitions, 4.5 µs this way. Every 30 s, the cleanup held up decisions for a tenth of a
+        second or more.
+        A partition revoked since is not this worker's to clean any more.
+        """
+        store = self.data
+        if not isinstance(store, RocksDBStore):
+            for key in keys:
+                store.pop(key, None)
+            return
+        db = store._dbs.get(partition)
+        if db is None:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key in keys:
+            batch.delete(store._encode_key(key))
+        db.write(batch)
 
     def store_many(self, writes: Sequence[tuple[EventT, Any, Any]]) -> bool:
         """Store ``(source, key, value)`` writes and gather their changelog records, each

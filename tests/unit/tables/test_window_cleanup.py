@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -25,24 +26,27 @@ CLOSED = (0.0, 9.9)
 
 
 @contextlib.contextmanager
-def _writing() -> Iterator[None]:
-    """Writes go to partition 0 and gather their changelog records (no producer needed)."""
-    with current_record(0, "reservations"), gathering(RecordBatches()):
+def _writing(partition: int = 0) -> Iterator[None]:
+    """Writes go to ``partition`` and gather their changelog records (no producer needed)."""
+    with current_record(partition, "reservations"), gathering(RecordBatches()):
         yield
 
 
-def _windowed(name: str) -> GatheringTable:
-    app = faust.App(f"cleanup-{name}", broker="kafka://127.0.0.1:1", store="memory://")
-    wrapper = gathering_table(app, name, partitions=1, key_type=str).tumbling(
-        10, expires=timedelta(seconds=10)
-    )
+def _windowed(name: str, store: str = "memory://", partitions: int = 1) -> GatheringTable:
+    app = faust.App(f"cleanup-{name}", broker="kafka://127.0.0.1:1", store=store)
+    options = {"driver": "rocksdict"} if store.startswith("rocksdb") else None
+    wrapper = gathering_table(
+        app, name, partitions=partitions, key_type=str, options=options
+    ).tumbling(10, expires=timedelta(seconds=10))
     table = wrapper.table
     assert isinstance(table, GatheringTable)
     return table
 
 
-def _write(table: GatheringTable, keys: range, window: tuple[float, float]) -> None:
-    with _writing():
+def _write(
+    table: GatheringTable, keys: range, window: tuple[float, float], partition: int = 0
+) -> None:
+    with _writing(partition):
         for i in keys:
             table[(f"fact-{i}", window)] = b"1"
 
@@ -73,3 +77,50 @@ async def test_other_tasks_run_while_a_large_window_is_deleted() -> None:
     assert _stored(table) == set()
     # Faust's own loop never yields: the other task would not have run at all meanwhile
     assert during >= keys // CLEANUP_YIELD_EVERY
+
+
+async def test_rocksdb_deletes_closed_windows_in_each_partition_and_keeps_open_ones(
+    tmp_path: Path,
+) -> None:
+    table = _windowed("partitions", store=f"rocksdb://{tmp_path}", partitions=2)
+    now = float(int(time.time()))
+    recent = (now, now + 9.9)
+    _write(table, range(0, 250), CLOSED, partition=0)
+    _write(table, range(250, 400), CLOSED, partition=1)
+    _write(table, range(400, 403), recent, partition=1)
+    store = table.data
+    try:
+        assert _rocksdb_keys(store) == {0: 250, 1: 153}
+        await table._del_old_keys()
+        assert _rocksdb_keys(store) == {0: 0, 1: 3}
+        with current_record(1, "reservations"):
+            assert ("fact-400", recent) in table
+            assert ("fact-300", CLOSED) not in table
+    finally:
+        for db in store._dbs.values():
+            db.close()
+
+
+async def test_a_partition_revoked_before_the_cleanup_is_left_alone(tmp_path: Path) -> None:
+    """Its store is no longer this worker's: the cleanup does not open it again."""
+    table = _windowed("revoked", store=f"rocksdb://{tmp_path}", partitions=2)
+    _write(table, range(10), CLOSED, partition=0)
+    _write(table, range(10, 20), CLOSED, partition=1)
+    store = table.data
+    revoked = store._dbs.pop(1)
+    try:
+        await table._del_old_keys()
+        assert set(store._dbs) == {0}
+        assert _rocksdb_keys(store) == {0: 0}
+        assert len(list(revoked.keys())) == 10
+    finally:
+        for db in [revoked, *store._dbs.values()]:
+            db.close()
+
+
+def _rocksdb_keys(store: Any) -> dict[int, int]:
+    """Keys in each open partition's RocksDB store, besides Faust's offset record."""
+    return {
+        partition: len([key for key in list(db.keys()) if key != store.offset_key])
+        for partition, db in store._dbs.items()
+    }
