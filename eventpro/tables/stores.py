@@ -5,8 +5,9 @@ defaults give each one 64 MiB memtables (up to 3) and a 2 GiB block cache: a wor
 then grows with the data written, by up to gigabytes, and a bound per store would still grow
 with the partitions a worker holds. So every store of a worker shares one read cache of
 ``EVENTPRO_ROCKSDB_MEMORY_MB``, and their memtables are charged to that cache too (a write
-buffer manager flushes the largest early once they hold half of it): RocksDB's memory has one
-ceiling however many stores are open (:class:`SharedMemoryOptions`). A memtable is flushed at
+buffer manager flushes the largest early once they hold half of it), and so are the index and
+filter blocks of their files: RocksDB's memory has one ceiling however many stores are open and
+however much they hold (:class:`SharedMemoryOptions`). A memtable is flushed at
 ``EVENTPRO_ROCKSDB_WRITE_BUFFER_MB`` at the latest; older data lives in the stores' files.
 
 A table whose changelog forgets keys after a retention also opens its store with that TTL, so
@@ -44,6 +45,7 @@ from rocksdict import (
     Cache,
     DbClosedError,
     Options,
+    ReadOptions,
     WriteBufferManager,
 )
 
@@ -80,6 +82,11 @@ COUNT_CHUNK = 2_000
 COMPACTION_INTERVAL_SECONDS = min(3600.0, max(1.0, get_settings().dedup_ttl_seconds / 2))
 """How often TTL stores are compacted: half the dedup TTL (the TTL of every such store), at
 least once an hour. Each compaction rewrites the store, so not more often than it needs."""
+
+_SCAN = ReadOptions()
+_SCAN.fill_cache(False)
+"""Reads of a scan of every key (:func:`count_keys`): they leave the read cache to the agents'
+reads instead of filling it with every block of the store."""
 
 _STORE_FILES = re.compile(r"(?P<name>.+)-(?:\d+\.db|backups)")
 """A table store's files in the tabledir: ``<name>-<partition>.db`` and ``<name>-backups``."""
@@ -128,6 +135,10 @@ class SharedMemoryOptions(RocksDBOptions):  # type: ignore[misc]
         table_options.set_bloom_filter(self.bloom_filter_size, block_based=True)
         table_options.set_index_type(BlockBasedIndexType.binary_search())
         table_options.set_block_cache(cache)
+        # Index and filter blocks in the cache too, or each file's stay in memory beside it
+        # for as long as the file lives; those of the newest files are kept there.
+        table_options.set_cache_index_and_filter_blocks(True)
+        table_options.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table_options)
         options.set_write_buffer_manager(write_buffers)
         return options
@@ -146,7 +157,8 @@ async def count_keys(store: Any) -> int:
 
     Faust's ``len`` of a RocksDB store reads every key in one go on the event loop: ~70 ms
     per 200,000 keys, at every Prometheus scrape, while decisions wait. This reads them
-    :data:`COUNT_CHUNK` at a time and lets the loop run in between. Each chunk takes a fresh
+    :data:`COUNT_CHUNK` at a time and lets the loop run in between, without putting what it
+    reads in the read cache (a scrape would fill it every time). Each chunk takes a fresh
     iterator, so none is held while a rebalance closes a store; a store closed meanwhile is
     no longer this worker's and stops counting. Other stores are counted at once.
     """
@@ -158,7 +170,7 @@ async def count_keys(store: Any) -> int:
         start: bytes | None = None
         while True:
             try:
-                chunk = list(islice(db.keys(from_key=start), COUNT_CHUNK))
+                chunk = list(islice(db.keys(from_key=start, read_opt=_SCAN), COUNT_CHUNK))
             except DbClosedError:
                 break
             keys += sum(1 for key in chunk if key != offset_key)

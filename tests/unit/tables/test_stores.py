@@ -304,3 +304,41 @@ def test_memory_stores_are_left_as_they_are() -> None:
     other = faust.App("in-memory", broker="kafka://127.0.0.1:1", store="memory://")
     table = gathering_table(other, "plain", partitions=2)
     assert not hasattr(table.data, "rocksdb_options")
+
+
+def test_index_and_filter_blocks_are_charged_to_the_shared_cache(
+    store_url: None, tmp_path: Path
+) -> None:
+    """Otherwise each file's stay in memory beside the cache, outside the worker's budget."""
+    _set_store("rocksdb://")
+    store = _rocksdb_table(tmp_path, "indexed", ttl_seconds=None)
+    try:
+        path = store.partition_path(0)
+        assert _option(path, "cache_index_and_filter_blocks") == "true"
+        assert _option(path, "pin_l0_filter_and_index_blocks_in_cache") == "true"
+    finally:
+        for db in store._dbs.values():
+            db.close()
+
+
+async def test_counting_keys_leaves_the_read_cache_to_the_agents(
+    store_url: None, tmp_path: Path
+) -> None:
+    """A scrape counts every key: reading them through the cache would fill it with every
+    block of every store (a scan as Faust's ``len`` does it is the control)."""
+    _set_store("rocksdb://")
+    store = _rocksdb_table(tmp_path, "counted", ttl_seconds=None)
+    db = store._dbs[0]
+    cache, _ = stores.shared_memory()
+    try:
+        for i in range(20_000):
+            db[f"k/{i:06}".encode()] = b"x" * 100
+        db.flush()
+        before = cache.get_usage()
+        assert await stores.count_keys(_Store([db])) == 20_200
+        assert cache.get_usage() - before < 100_000
+        assert len(list(db.keys())) == 20_200
+        assert cache.get_usage() - before > 1_000_000  # every data block read went into it
+    finally:
+        for opened in store._dbs.values():
+            opened.close()
