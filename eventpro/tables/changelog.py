@@ -146,9 +146,8 @@ class GatheringTable(faust.Table):  # type: ignore[misc]
 
         Faust's ``pop`` reads each key before deleting it, and looks for a key its small
         index of recent keys forgot in the store of every partition: ~25 µs a key with four
-        partitions, 4.5 µs this way. Every 30 s, the cleanup held up decisions for a tenth of a
-        second or more.
-        A partition revoked since is not this worker's to clean any more.
+        partitions, 4.5 µs this way (every 30 s, the cleanup held up decisions for a tenth of
+        a second or more). A partition revoked since is no longer this worker's to clean.
         """
         store = self.data
         if not isinstance(store, RocksDBStore):
