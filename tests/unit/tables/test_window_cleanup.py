@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -116,6 +117,36 @@ async def test_a_partition_revoked_before_the_cleanup_is_left_alone(tmp_path: Pa
     finally:
         for db in [revoked, *store._dbs.values()]:
             db.close()
+
+
+class _CountingDb:
+    """A real partition store that counts the calls the cleanup makes on it."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls[name] += 1
+        return getattr(self.db, name)
+
+
+async def test_the_keys_of_a_closed_window_go_in_one_write_per_chunk_without_reads(
+    tmp_path: Path,
+) -> None:
+    """Faust's ``pop`` read every key and deleted it on its own: ~25 µs a key."""
+    table = _windowed("chunks", store=f"rocksdb://{tmp_path}", partitions=1)
+    keys = 2 * CLEANUP_YIELD_EVERY + 50
+    _write(table, range(keys), CLOSED)
+    store = table.data
+    real = store._dbs[0]
+    counting = store._dbs[0] = _CountingDb(real)
+    try:
+        await table._del_old_keys()
+        assert counting.calls == Counter(write=3)  # 100 + 100 + 50 keys, nothing read
+        assert _rocksdb_keys(store) == {0: 0}
+    finally:
+        real.close()
 
 
 def _rocksdb_keys(store: Any) -> dict[int, int]:
